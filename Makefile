@@ -1,0 +1,55 @@
+# flexinfra: the two commands that matter are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test unit sandbox-test lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
+
+# The operator's own venv (the OpenStack services get their own, cached, from `sandbox up`).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## make demo: sandbox up, operator running, examples applied, what was built printed
+demo: $(STAMP)
+	$(BIN)/python -m flexinfra.demo
+
+## make test: lint, unit tests, then the sandbox (brought up if needed) and the tests that need it
+test: lint unit sandbox-test
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+unit: $(STAMP)
+	$(BIN)/pytest -m "not sandbox and not e2e" -q
+
+sandbox-test: $(STAMP)
+	$(BIN)/flexinfra sandbox up
+	$(BIN)/pytest -m "sandbox or e2e" -q
+
+crds: $(STAMP)
+	$(BIN)/flexinfra crds --out crds
+
+sandbox-up: $(STAMP)
+	$(BIN)/flexinfra sandbox up
+
+sandbox-down: $(STAMP)
+	$(BIN)/flexinfra sandbox down
+
+sandbox-wipe: $(STAMP)
+	$(BIN)/flexinfra sandbox down --wipe
+
+sandbox-status: $(STAMP)
+	$(BIN)/flexinfra sandbox status
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,3 @@
+from flexinfra.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,108 @@
+"""`flexinfra sandbox up | down [--wipe] | status | env`: the whole local test ground.
+
+The parts are independent modules, each exposing the same four verbs:
+
+* ``install(paths)``: make sure what it needs is installed or built (idempotent, cached);
+* ``up(paths, supervisor)``: start its processes and bootstrap them (a second call starts nothing);
+* ``cleanup(paths)``: after its processes are stopped, remove what outlives them
+  (network namespaces, bridges, mounts);
+* ``env(paths)``: the shell variables a client needs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+
+from flexinfra.sandbox.paths import SandboxPaths
+from flexinfra.sandbox.supervisor import SandboxError, Supervisor
+
+
+def _parts() -> Iterable:
+    # kube first: it is independent and quick, so a Kubernetes-only user gets it early
+    from flexinfra.sandbox import kube, openstack
+
+    return (kube, openstack)
+
+
+def install_packages(paths: SandboxPaths) -> None:
+    """Debian packages for every part; the script is idempotent and quick when done."""
+    script = paths.files / "install-packages.sh"
+    subprocess.run(["bash", str(script)], check=True)
+
+
+def up(paths: SandboxPaths | None = None) -> float:
+    paths = paths or SandboxPaths.from_env()
+    paths.ensure_dirs()
+    sup = Supervisor(paths)
+    t0 = time.monotonic()
+    install_packages(paths)
+    for part in _parts():
+        part.install(paths)
+    for part in _parts():
+        part.up(paths, sup)
+    return time.monotonic() - t0
+
+
+def down(paths: SandboxPaths | None = None, wipe: bool = False) -> list[str]:
+    paths = paths or SandboxPaths.from_env()
+    stopped: list[str] = []
+    if paths.state.exists():
+        stopped = Supervisor(paths).stop_all()
+    for part in reversed(tuple(_parts())):
+        part.cleanup(paths)
+    if wipe and paths.state.exists():
+        shutil.rmtree(paths.state)
+    return stopped
+
+
+def status(paths: SandboxPaths | None = None) -> dict[str, int | None]:
+    paths = paths or SandboxPaths.from_env()
+    if not paths.state.exists():
+        return {}
+    return Supervisor(paths).status()
+
+
+def env(paths: SandboxPaths | None = None) -> dict[str, str]:
+    paths = paths or SandboxPaths.from_env()
+    out: dict[str, str] = {}
+    for part in _parts():
+        out.update(part.env(paths))
+    return out
+
+
+def cli(args) -> int:
+    paths = SandboxPaths.from_env()
+    try:
+        if args.sandbox_cmd == "up":
+            took = up(paths)
+            print(f"sandbox up in {took:.0f}s; state in {paths.state}")
+            print("use it with:  eval \"$(flexinfra sandbox env)\"")
+        elif args.sandbox_cmd == "down":
+            stopped = down(paths, wipe=args.wipe)
+            print(f"stopped {len(stopped)} service(s)" + ("; state wiped" if args.wipe else ""))
+        elif args.sandbox_cmd == "status":
+            st = status(paths)
+            if not st:
+                print("sandbox: nothing running")
+                return 1
+            width = max(len(n) for n in st)
+            for name, pid in st.items():
+                print(f"{name:<{width}}  {'running pid ' + str(pid) if pid else 'STOPPED'}")
+            return 0 if all(st.values()) else 1
+        elif args.sandbox_cmd == "env":
+            for key, value in env(paths).items():
+                print(f"export {key}={shlex_quote(value)}")
+    except SandboxError as e:
+        print(f"flexinfra sandbox: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def shlex_quote(value: str) -> str:
+    import shlex
+
+    return shlex.quote(value)

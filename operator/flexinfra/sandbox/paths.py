@@ -1,0 +1,77 @@
+"""Where the sandbox keeps its state, its caches and its shipped files.
+
+State (databases, configs, logs, pid files) lives under ``state``; ``--wipe`` removes it.
+Caches (the OpenStack venv, the kube-apiserver binary, downloaded packages) live under
+``cache``: each is rebuilt when missing, so deleting any of them is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+#: the repository's ``sandbox/`` directory (scripts, constraints, plugins, templates)
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SANDBOX_FILES = REPO_ROOT / "sandbox"
+
+
+@dataclass(frozen=True)
+class SandboxPaths:
+    state: Path
+    cache: Path
+    files: Path = SANDBOX_FILES
+
+    @classmethod
+    def from_env(cls) -> SandboxPaths:
+        home = Path.home()
+        state = os.environ.get("FLEXINFRA_SANDBOX_STATE") or home / ".local/state/flexinfra/sandbox"
+        cache = os.environ.get("FLEXINFRA_CACHE") or home / ".cache/flexinfra"
+        return cls(state=Path(state), cache=Path(cache))
+
+    # --- state -------------------------------------------------------------------------
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.state / "run"
+
+    @property
+    def etc(self) -> Path:
+        """Generated configuration files, one directory per service."""
+        return self.state / "etc"
+
+    @property
+    def data(self) -> Path:
+        """Datadirs: MariaDB, RabbitMQ, etcd, Glance images, VM and volume directories."""
+        return self.state / "data"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.state / "clouds.yaml"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "kubeconfig"
+
+    # --- caches ------------------------------------------------------------------------
+    @property
+    def constraints(self) -> Path:
+        return self.files / "constraints.txt"
+
+    @property
+    def openstack_venv(self) -> Path:
+        """The OpenStack services' venv; its name changes with the pinned set."""
+        digest = hashlib.sha256(self.constraints.read_bytes()).hexdigest()[:12]
+        return self.cache / f"openstack-venv-{digest}"
+
+    @property
+    def kube_bin(self) -> Path:
+        return self.cache / "kube" / "v1.20.2" / "bin"
+
+    def ensure_dirs(self) -> None:
+        for d in (self.logs, self.pids, self.etc, self.data, self.cache):
+            d.mkdir(parents=True, exist_ok=True)
