@@ -1,0 +1,103 @@
+"""What every handler needs: per-object locks, conditions from outcomes, quiet status writes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from flexinfra.api.conditions import Condition, ConditionType, Reason, set_condition
+from flexinfra.metrics import OBJECT_READY, STATUS_WRITES
+from flexinfra.status import status_patch
+
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def object_lock(uid: str, wait: bool) -> Iterator[bool]:
+    """One reconcile per object at a time: the change handler and the drift timer share it.
+
+    The timer passes ``wait=False`` and skips a round instead of queueing behind a change.
+    """
+    with _locks_guard:
+        lock = _locks.setdefault(uid, threading.Lock())
+    acquired = lock.acquire(blocking=wait)
+    try:
+        yield acquired
+    finally:
+        if acquired:
+            lock.release()
+
+
+def forget_lock(uid: str) -> None:
+    with _locks_guard:
+        _locks.pop(uid, None)
+
+
+def validation_message(err: ValidationError, prefix: str = "spec") -> str:
+    """One line per problem, with the field path as written in the manifest."""
+    parts = []
+    for e in err.errors()[:5]:
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        parts.append(f"{prefix}.{loc}: {e['msg']}" if loc else f"{prefix}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def conditions_for(
+    old: list[Condition],
+    generation: int | None,
+    *,
+    ready: bool,
+    reason: Reason | str,
+    message: str,
+    progressing: bool,
+    degraded: bool = False,
+    degraded_reason: Reason | str = Reason.AS_EXPECTED,
+    degraded_message: str = "",
+) -> list[Condition]:
+    conds = set_condition(old, ConditionType.READY, ready, reason, message, generation)
+    conds = set_condition(
+        conds,
+        ConditionType.PROGRESSING,
+        progressing,
+        reason if progressing else Reason.RECONCILED,
+        message if progressing else "",
+        generation,
+    )
+    return set_condition(
+        conds, ConditionType.DEGRADED, degraded, degraded_reason, degraded_message, generation
+    )
+
+
+def parse_conditions(status: dict[str, Any] | None) -> list[Condition]:
+    raw = (status or {}).get("conditions") or []
+    out = []
+    for c in raw:
+        try:
+            out.append(Condition.model_validate(c))
+        except ValidationError:
+            continue
+    return out
+
+
+def write_status(
+    kind: str, body: kopf.Body, patch: kopf.Patch, desired: dict[str, Any]
+) -> bool:
+    """Put into ``patch.status`` only what differs; True when something will be written."""
+    diff = status_patch(dict(body.get("status") or {}), desired)
+    for key, value in diff.items():
+        patch.status[key] = value
+    if diff:
+        STATUS_WRITES.labels(kind).inc()
+    ready = next(
+        (c for c in desired.get("conditions", []) if c.get("type") == "Ready"), None
+    )
+    OBJECT_READY.labels(kind, body.metadata.namespace, body.metadata.name).set(
+        1 if ready and ready.get("status") == "True" else 0
+    )
+    return bool(diff)

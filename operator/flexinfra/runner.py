@@ -1,0 +1,63 @@
+"""`flexinfra run`: start the operator (kopf) with our settings and the metrics endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from flexinfra.settings import Settings, get_settings, set_settings
+
+FINALIZER = "flexinfra.io/cleanup"
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Keep kopf's own bookkeeping out of status and its chatter out of Events.
+
+    * progress and diff-base in annotations under our prefix, not in ``status.kopf``;
+    * only warnings become Kubernetes Events automatically: an idle operator must make
+      zero writes, and kopf would otherwise post an Event for every successful timer run.
+    """
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="flexinfra.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="flexinfra.io", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.execution.max_workers = 16
+
+
+@kopf.on.startup()
+def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    configure_kopf(settings)
+
+
+def run(args: Any) -> int:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "namespace", None):
+        overrides["namespaces"] = args.namespace
+    if getattr(args, "metrics_port", None) is not None:
+        overrides["metrics_port"] = args.metrics_port
+    settings = Settings(**overrides)
+    set_settings(settings)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    import flexinfra.handlers  # noqa: F401  (registers the handlers, which read the settings)
+
+    if get_settings().metrics_port:
+        start_http_server(get_settings().metrics_port)
+    asyncio.run(
+        kopf.operator(
+            clusterwide=not settings.namespaces,
+            namespaces=settings.namespaces or None,
+            standalone=settings.peering is None,
+            peering_name=settings.peering,
+        )
+    )
+    return 0

@@ -1,0 +1,43 @@
+"""Operator settings: one typed object, read once at start-up from FLEXINFRA_* variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEXINFRA_", extra="ignore")
+
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespaces to watch; empty = the whole cluster."
+    )
+    metrics_port: int = Field(default=8080, ge=0, le=65535, description="0 disables /metrics.")
+    drift_interval: float = Field(
+        default=60.0, ge=5, description="Seconds between drift checks of each object."
+    )
+    inventory_max_age: float = Field(
+        default=30.0, ge=1,
+        description="A tenant inventory younger than this is reused by every object of the "
+        "tenant, so idle cloud calls grow with tenants, not with sites.",
+    )
+    retry_delay: float = Field(default=5.0, ge=0.1, description="First retry delay (seconds).")
+    retry_max_delay: float = Field(default=120.0, ge=1, description="Cap on retry backoff.")
+    peering: str | None = Field(
+        default=None, description="kopf peering name; set when running more than one replica."
+    )
+
+
+_settings: Settings | None = None
+
+
+def get_settings() -> Settings:
+    global _settings
+    if _settings is None:
+        _settings = Settings()
+    return _settings
+
+
+def set_settings(settings: Settings) -> None:
+    global _settings
+    _settings = settings
