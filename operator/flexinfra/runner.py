@@ -58,6 +58,9 @@ def run(args: Any) -> int:
             namespaces=settings.namespaces or None,
             standalone=settings.peering is None,
             peering_name=settings.peering,
+            liveness_endpoint=(
+                f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+            ),
         )
     )
     return 0

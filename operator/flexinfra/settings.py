@@ -13,6 +13,7 @@ class Settings(BaseSettings):
         default_factory=list, description="Namespaces to watch; empty = the whole cluster."
     )
     metrics_port: int = Field(default=8080, ge=0, le=65535, description="0 disables /metrics.")
+    health_port: int = Field(default=8081, ge=0, le=65535, description="0 disables /healthz.")
     drift_interval: float = Field(
         default=60.0, ge=5, description="Seconds between drift checks of each object."
     )
