@@ -48,7 +48,9 @@ def run(args: Any) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    import flexinfra.handlers  # noqa: F401  (registers the handlers, which read the settings)
+    from flexinfra.handlers import register
+
+    register()
 
     if get_settings().metrics_port:
         start_http_server(get_settings().metrics_port)

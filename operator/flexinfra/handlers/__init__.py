@@ -1,6 +1,6 @@
-"""kopf wiring only: read the model, call the reconcile core, write status and events.
+"""kopf wiring only: read the model, call the reconcile core, write status and events."""
 
-Importing this package registers every handler with kopf.
-"""
 
-from flexinfra.handlers import sitetemplate, website  # noqa: F401
+def register() -> None:
+    """Import the handler modules, which registers them with kopf (reads the settings)."""
+    from flexinfra.handlers import sitetemplate, website  # noqa: F401
