@@ -1,0 +1,142 @@
+"""WebSite benchmark: prints figures, asserts nothing (targets are read by people).
+
+For N sites applied at once (default 1, 10, 50):
+* apply→Ready wall time of the operator, divided by the wall time of the same cloud work done
+  directly with maximal parallelism (bench/baseline.py) — target ≤ 1.15;
+* OpenStack API calls made by the operator for create, per idle drift period, and for delete
+  — idle calls must not grow with N;
+* Kubernetes writes per idle period (resourceVersion changes of the sites) — target 0.
+
+Needs the sandbox up (`make sandbox-up`). Usage: python bench/run.py [--sites 1,10] [--replicas 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.baseline import build_site, delete_site
+from tests.e2e.harness import (
+    REPO,
+    Kube,
+    Operator,
+    cloud,
+    sandbox_paths,
+    tenant_secret,
+    unique,
+    wait_for,
+)
+
+DRIFT = 30.0
+
+
+def calls(op: Operator) -> float:
+    return sum(v for k, v in op.metrics().items()
+               if k.startswith("flexinfra_openstack_requests_total"))
+
+
+def site(ns: str, i: int, replicas: int) -> dict:
+    return {
+        "apiVersion": "flexinfra.io/v1alpha1", "kind": "WebSite",
+        "metadata": {"name": f"site-{i}", "namespace": ns},
+        "spec": {"cloud": {"secretName": "tenant", "cloudName": "demo"}, "template": "web",
+                 "replicas": replicas, "network": {"cidr": f"10.100.{i}.0/24"},
+                 "loadBalancer": {"ports": [80]}, "ingress": [{"port": 80}]},
+    }
+
+
+def ready(obj: dict) -> bool:
+    st = obj.get("status") or {}
+    return st.get("observedGeneration") == obj["metadata"]["generation"] and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", []))
+
+
+def run(n: int, replicas: int, baseline: bool) -> dict:
+    paths = sandbox_paths()
+    kube = Kube(paths.kubeconfig)
+    kube.kubectl("apply", "-f", str(REPO / "crds"))
+    conn = cloud(paths.clouds_yaml)
+    out: dict = {"sites": n, "replicas": replicas}
+
+    if baseline:
+        with ThreadPoolExecutor(max_workers=min(n, 16)) as ex:
+            t0 = time.monotonic()
+            made = list(ex.map(lambda i: build_site(conn, f"bl-{i}", f"10.101.{i}.0/24",
+                                                    replicas), range(n)))
+            out["baseline_s"] = time.monotonic() - t0
+            list(ex.map(lambda m: delete_site(conn, m), made))
+
+    ns = unique("bench")
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    kube.apply(tenant_secret(ns, paths.clouds_yaml))
+    kube.apply({"apiVersion": "flexinfra.io/v1alpha1", "kind": "SiteTemplate",
+                "metadata": {"name": "web", "namespace": ns},
+                "spec": {"image": "cirros", "flavor": "m1.tiny", "ports": [{"port": 80}],
+                         "userData": "#!/bin/sh\ncd /tmp && exec python3 -m http.server 80\n"}})
+    log_dir = Path(f"/tmp/flexinfra-bench-{ns}")
+    log_dir.mkdir(exist_ok=True)
+    op = Operator(paths.kubeconfig, ns, log_dir, env={"FLEXINFRA_DRIFT_INTERVAL": str(DRIFT)})
+    op.start()
+    try:
+        c0 = calls(op)
+        t0 = time.monotonic()
+        for i in range(n):
+            kube.apply(site(ns, i, replicas))
+
+        def all_ready():
+            items = kube.custom.list_namespaced_custom_object(
+                "flexinfra.io", "v1alpha1", ns, "websites")["items"]
+            return len(items) == n and all(ready(o) for o in items)
+        wait_for(all_ready, 300 + 60 * n, f"{n} sites Ready", every=0.5)
+        out["operator_s"] = time.monotonic() - t0
+        out["create_calls"] = calls(op) - c0
+        if "baseline_s" in out:
+            out["ratio"] = out["operator_s"] / out["baseline_s"]
+
+        time.sleep(DRIFT / 2)  # let the first drift round pass
+        versions = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in
+                    kube.custom.list_namespaced_custom_object(
+                        "flexinfra.io", "v1alpha1", ns, "websites")["items"]}
+        c1 = calls(op)
+        time.sleep(DRIFT * 2)
+        out["idle_calls_per_period"] = (calls(op) - c1) / 2
+        after = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in
+                 kube.custom.list_namespaced_custom_object(
+                     "flexinfra.io", "v1alpha1", ns, "websites")["items"]}
+        out["idle_k8s_writes_per_period"] = sum(versions[k] != after[k] for k in versions) / 2
+
+        c2 = calls(op)
+        t2 = time.monotonic()
+        kube.kubectl("-n", ns, "delete", "websites", "--all", "--wait=false")
+        wait_for(lambda: not kube.custom.list_namespaced_custom_object(
+            "flexinfra.io", "v1alpha1", ns, "websites")["items"], 300 + 30 * n, "deletion", 1)
+        out["delete_s"] = time.monotonic() - t2
+        out["delete_calls"] = calls(op) - c2
+    finally:
+        op.stop()
+        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--sites", default="1,10,50")
+    p.add_argument("--replicas", type=int, default=1)
+    p.add_argument("--no-baseline", action="store_true")
+    args = p.parse_args()
+    rows = []
+    for n in [int(x) for x in args.sites.split(",")]:
+        row = run(n, args.replicas, baseline=not args.no_baseline)
+        rows.append(row)
+        print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                       for k, v in row.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
