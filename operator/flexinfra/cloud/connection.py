@@ -1,0 +1,90 @@
+"""One cached openstacksdk connection per credentials Secret version.
+
+The key is the Secret (uid or namespace/name) plus its resourceVersion and the cloud name: a
+new Secret version gets a new connection (and the old one is closed), an unchanged one reuses
+its Keystone token across every reconcile of every site of that tenant.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import openstack.connection
+import yaml
+from openstack.config import loader
+
+from flexinfra.cloud.errors import CredentialsError
+from flexinfra.cloud.gateway import Gateway
+
+#: defaults that keep one slow service from stalling a site for long (seconds)
+DEFAULT_API_TIMEOUT = 15
+
+
+def parse_cloud(clouds_yaml_text: str, cloud_name: str) -> dict:
+    """The ``clouds.<cloud_name>`` entry. Messages never quote the text (it holds passwords)."""
+    try:
+        data = yaml.safe_load(clouds_yaml_text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" near line {mark.line + 1}" if mark is not None else ""
+        raise CredentialsError(
+            f"the credentials Secret's clouds.yaml is not valid YAML{where}"
+        ) from None
+    clouds = data.get("clouds") if isinstance(data, dict) else None
+    if not isinstance(clouds, dict):
+        raise CredentialsError("the credentials Secret's clouds.yaml has no `clouds:` mapping")
+    entry = clouds.get(cloud_name)
+    if not isinstance(entry, dict):
+        names = ", ".join(sorted(str(k) for k in clouds)) or "none"
+        raise CredentialsError(
+            f"cloud {cloud_name!r} is not in the Secret's clouds.yaml (it has: {names}); "
+            "fix spec.cloud.cloudName or the Secret"
+        )
+    if not isinstance(entry.get("auth"), dict) or not entry["auth"].get("auth_url"):
+        raise CredentialsError(f"cloud {cloud_name!r} in clouds.yaml has no auth.auth_url")
+    return entry
+
+
+def connect(entry: dict, *, app_name: str = "flexinfra") -> openstack.connection.Connection:
+    config = dict(entry)
+    config.setdefault("api_timeout", DEFAULT_API_TIMEOUT)
+    try:
+        region = loader.OpenStackConfig(load_yaml_config=False, load_envvars=False).get_one(
+            **config
+        )
+    except Exception as err:
+        raise CredentialsError(
+            f"the clouds.yaml entry cannot be used ({type(err).__name__}); check auth_type "
+            "and the auth keys"
+        ) from None
+    return openstack.connection.Connection(config=region, app_name=app_name)
+
+
+class ConnectionCache:
+    def __init__(self, **gateway_options) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[str, Gateway]] = {}
+        self._options = gateway_options
+
+    def get(
+        self, secret_key: str, resource_version: str, clouds_yaml_text: str, cloud_name: str
+    ) -> Gateway:
+        with self._lock:
+            hit = self._entries.get((secret_key, cloud_name))
+            if hit is not None and hit[0] == resource_version:
+                return hit[1]
+            entry = parse_cloud(clouds_yaml_text, cloud_name)
+            gateway = Gateway(connect(entry), label=f"{secret_key}/{cloud_name}", **self._options)
+            self._entries[(secret_key, cloud_name)] = (resource_version, gateway)
+        if hit is not None:
+            hit[1].close()
+        return gateway
+
+    def forget(self, secret_key: str) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == secret_key]:
+                self._entries.pop(key)[1].close()
+
+
+#: the process-wide cache the handlers use
+connection_cache = ConnectionCache()

@@ -1,0 +1,341 @@
+"""The one door to OpenStack: throttling, bounded retries, metrics, and a tenant inventory.
+
+Every call goes through ``Gateway.call`` so that each is counted and timed
+(``flexinfra_openstack_requests_total{service,resource,verb,outcome}``), throttled (token
+bucket per tenant) and, when safe, retried: reads on any transient fault, writes only on 429/503
+(the request was not processed). A write that times out is *not* retried here: the next pass
+finds the tagged object, if it was created, and adopts it.
+
+The inventory lists each kind once for the whole tenant and serves every site from that
+snapshot, so drift checks cost O(kinds) list calls per tenant per period, not O(sites).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as os_exc
+
+from flexinfra.cloud import tags as T
+from flexinfra.cloud.errors import FlexinfraError, TransientError, classify
+from flexinfra.cloud.metrics import DURATION, REQUESTS, outcome_of
+from flexinfra.planning.model import CloudObject
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = {429, 502, 503, 504}
+
+
+class TokenBucket:
+    """At most ``rate`` calls per second on average, bursts of ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            wait = 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+            self.tokens -= 1
+        if wait:
+            time.sleep(wait)
+
+
+def _status(exc: BaseException) -> int | None:
+    return getattr(exc, "status_code", None) or getattr(exc, "http_status", None)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+# --- SDK resource -> CloudObject --------------------------------------------------------------
+STATUS_FIELD = {
+    "load_balancer": "provisioning_status",
+    "listener": "provisioning_status",
+    "pool": "provisioning_status",
+    "health_monitor": "provisioning_status",
+    "member": "provisioning_status",
+}
+
+
+def to_object(kind: str, res: Any) -> CloudObject:
+    attrs = res.to_dict(computed=False) if hasattr(res, "to_dict") else dict(res)
+    attrs.pop("location", None)
+    tags = frozenset(attrs.get("tags") or [])
+    if kind in ("volume", "snapshot"):  # Cinder: metadata stands in for tags
+        meta = attrs.get("metadata") or {}
+        tags = frozenset(f"{k}:{v}" for k, v in meta.items() if k.startswith("flexinfra-"))
+    status = attrs.get(STATUS_FIELD.get(kind, "status"))
+    return CloudObject(kind, attrs.get("id"), attrs.get("name") or "", status, tags, attrs)
+
+
+@dataclass
+class Snapshot:
+    """One tenant-wide listing: kind -> objects, plus when it was taken."""
+
+    taken: float
+    objects: dict[str, list[CloudObject]] = field(default_factory=dict)
+    calls: int = 0
+
+    def of(self, kind: str) -> list[CloudObject]:
+        return self.objects.get(kind, [])
+
+    def owned(self, uid: str) -> dict[str, list[CloudObject]]:
+        tag = T.OWNER_PREFIX + uid
+        found: dict[str, list[CloudObject]] = {}
+        for kind, objects in self.objects.items():
+            for obj in objects:
+                if tag in obj.tags or (kind == "server_group" and obj.name.endswith("-" + uid)):
+                    found.setdefault(kind, []).append(obj)
+        return found
+
+
+class Gateway:
+    """One tenant (one credentials Secret version): connection, throttle, inventory."""
+
+    def __init__(
+        self,
+        conn: Any,
+        *,
+        label: str = "",
+        rate: float = 20.0,
+        burst: int = 40,
+        inventory_ttl: float = 30.0,
+        retry_budget: float = 3.0,
+    ) -> None:
+        self.conn = conn
+        self.label = label
+        self.bucket = TokenBucket(rate, burst)
+        self.inventory_ttl = inventory_ttl
+        self.retry_budget = retry_budget
+        self._snapshot: Snapshot | None = None
+        self._inventory_lock = threading.Lock()
+        self._members: dict[str, tuple[frozenset[str], list[CloudObject]]] = {}
+        self._lookups: dict[tuple[str, str], tuple[float, Any]] = {}
+        self.neutron_tags_on_create = True
+
+    # --- the one call path ---------------------------------------------------------------------
+    def call(
+        self,
+        service: str,
+        resource: str,
+        verb: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        missing_ok: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``fn`` throttled, timed and counted; retry when safe; map errors.
+
+        ``missing_ok``: a 404 returns None (a delete of something already gone is done).
+        """
+        idempotent = verb in ("list", "get", "find", "delete")
+        deadline = time.monotonic() + self.retry_budget
+        attempt = 0
+        while True:
+            attempt += 1
+            self.bucket.take()
+            started = time.monotonic()
+            error: BaseException | None = None
+            try:
+                result = fn(*args, **kwargs)
+                if verb == "list" and not isinstance(result, list):
+                    result = list(result)  # pagination happens here: count it in this call
+                return result
+            except os_exc.NotFoundException as exc:
+                error = exc
+                if missing_ok:
+                    return None
+                raise classify(exc, f"{verb} {resource}") from None
+            except (os_exc.SDKException, ksa_exc.ClientException, OSError) as exc:
+                error = exc
+                status = _status(exc)
+                transient = status in RETRYABLE_STATUS or (
+                    idempotent and (status is None or status >= 500)
+                )
+                delay = min(_retry_after(exc) or 0.5 * 2 ** (attempt - 1), 2.0)
+                if transient and time.monotonic() + delay < deadline:
+                    log.info(
+                        "%s %s %s: %s; retry %d in %.1fs",
+                        service,
+                        resource,
+                        verb,
+                        type(exc).__name__,
+                        attempt,
+                        delay,
+                    )
+                    time.sleep(delay)
+                    continue
+                raise classify(exc, f"{verb} {resource}") from None
+            finally:
+                elapsed = time.monotonic() - started
+                DURATION.labels(service, resource, verb).observe(elapsed)
+                REQUESTS.labels(service, resource, verb, outcome_of(error)).inc()
+
+    # --- inventory -----------------------------------------------------------------------------
+    LISTS: tuple[tuple[str, str, str, str, dict], ...] = (
+        # kind, service, proxy, method, query
+        ("network", "network", "network", "networks", {}),
+        ("subnet", "network", "network", "subnets", {}),
+        ("router", "network", "network", "routers", {}),
+        ("port", "network", "network", "ports", {}),
+        ("security_group", "network", "network", "security_groups", {}),
+        ("floating_ip", "network", "network", "ips", {}),
+        ("server", "compute", "compute", "servers", {"details": True}),
+        ("server_group", "compute", "compute", "server_groups", {}),
+        ("volume", "block-storage", "block_storage", "volumes", {"details": True}),
+        ("load_balancer", "load-balancer", "load_balancer", "load_balancers", {}),
+        ("listener", "load-balancer", "load_balancer", "listeners", {}),
+        ("pool", "load-balancer", "load_balancer", "pools", {}),
+        ("health_monitor", "load-balancer", "load_balancer", "health_monitors", {}),
+    )
+
+    def inventory(self, max_age: float | None = None, *, with_snapshots: bool = False) -> Snapshot:
+        """The tenant snapshot, refreshed when older than ``max_age`` (default: the TTL)."""
+        max_age = self.inventory_ttl if max_age is None else max_age
+        with self._inventory_lock:
+            snap = self._snapshot
+            if (
+                snap is not None
+                and time.monotonic() - snap.taken <= max_age
+                and (not with_snapshots or "snapshot" in snap.objects)
+            ):
+                return snap
+            snap = Snapshot(taken=time.monotonic())
+            lists = list(self.LISTS)
+            if with_snapshots:
+                lists.append(
+                    ("snapshot", "block-storage", "block_storage", "snapshots", {"details": True})
+                )
+            for kind, service, proxy, method, query in lists:
+                fn = getattr(getattr(self.conn, proxy), method)
+                items = self.call(service, kind, "list", fn, **query)
+                snap.objects[kind] = [to_object(kind, item) for item in items]
+                snap.calls += 1
+            self._snapshot = snap
+            return snap
+
+    def invalidate(self) -> None:
+        """Something changed (we acted, or we wait on the cloud): the next read lists again."""
+        with self._inventory_lock:
+            self._snapshot = None
+
+    def members(self, pool: CloudObject) -> list[CloudObject]:
+        """Members of a pool; listed only when the pool's member IDs changed since last time.
+
+        Octavia has no tenant-wide member list, but every pool lists its member IDs, so an
+        idle tenant costs no member calls at all.
+        """
+        ids = frozenset(m["id"] for m in pool.get("members") or [])
+        cached = self._members.get(pool.id)
+        if cached is not None and cached[0] == ids:
+            return cached[1]
+        if not ids:
+            self._members[pool.id] = (ids, [])
+            return []
+        items = self.call(
+            "load-balancer", "member", "list", self.conn.load_balancer.members, pool.id
+        )
+        members = [to_object("member", m) for m in items]
+        self._members[pool.id] = (frozenset(m.id for m in members), members)
+        return members
+
+    # --- lookups (long-lived, cached) ----------------------------------------------------------
+    def _cached(self, kind: str, key: str, ttl: float, fetch: Callable[[], Any]) -> Any:
+        hit = self._lookups.get((kind, key))
+        if hit is not None and time.monotonic() - hit[0] < ttl:
+            return hit[1]
+        value = fetch()
+        self._lookups[(kind, key)] = (time.monotonic(), value)
+        return value
+
+    def find_image_id(self, name_or_id: str) -> str | None:
+        def fetch() -> str | None:
+            image = self.call(
+                "image",
+                "image",
+                "find",
+                self.conn.image.find_image,
+                name_or_id,
+                ignore_missing=True,
+            )
+            return image.id if image is not None else None
+
+        return self._cached("image", name_or_id, 300, fetch)
+
+    def find_flavor(self, name_or_id: str) -> Any:
+        def fetch() -> Any:
+            return self.call(
+                "compute",
+                "flavor",
+                "find",
+                self.conn.compute.find_flavor,
+                name_or_id,
+                ignore_missing=True,
+            )
+
+        return self._cached("flavor", name_or_id, 300, fetch)
+
+    def availability_zones(self) -> frozenset[str]:
+        def fetch() -> frozenset[str]:
+            zones = self.call(
+                "compute", "availability_zone", "list", self.conn.compute.availability_zones
+            )
+            return frozenset(z.name for z in zones if (z.state or {}).get("available", True))
+
+        return self._cached("az", "", 300, fetch)
+
+    def compute_limits(self) -> Any:
+        return self.call("compute", "limits", "get", self.conn.compute.get_limits)
+
+    def network_quota(self) -> Any:
+        project_id = self.conn.current_project_id
+        return self.call(
+            "network", "quota", "get", self.conn.network.get_quota, project_id, details=True
+        )
+
+    # --- writes used by the executor ---------------------------------------------------------
+    def neutron_create(
+        self, kind: str, method: Callable[..., Any], tags: list[str] | None, **attrs: Any
+    ) -> Any:
+        """Create with tags in the body (atomic); fall back to create + set tags on old Neutron."""
+        if tags and self.neutron_tags_on_create:
+            try:
+                return self.call("network", kind, "create", method, tags=tags, **attrs)
+            except FlexinfraError as err:
+                if "tags" not in err.message.lower() or "400" not in err.message:
+                    raise
+                self.neutron_tags_on_create = False
+        created = self.call("network", kind, "create", method, **attrs)
+        if tags:
+            self.call("network", kind, "tag", self.conn.network.set_tags, created, tags)
+        return created
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing must never fail a reconcile
+            self.conn.close()
+
+
+def first(objects: Iterable[CloudObject]) -> CloudObject | None:
+    return next(iter(objects), None)
+
+
+__all__ = ["Gateway", "Snapshot", "TransientError", "first", "to_object"]

@@ -1,0 +1,73 @@
+"""Owner tags and names: how an OpenStack object is known to belong to one WebSite.
+
+Tags must fit Nova's rules (<= 60 chars, no ``/`` or ``,``), the strictest of the APIs that
+have tags (Neutron, Nova >= 2.26, Octavia >= 2.5). Cinder has no tags: volumes carry the same
+pairs as metadata. Nova server groups have neither: their name carries the owner UID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+OWNER_PREFIX = "flexinfra-owner:"
+ROLE_PREFIX = "flexinfra-role:"
+INDEX_PREFIX = "flexinfra-index:"
+TEMPLATE_PREFIX = "flexinfra-tmpl:"
+PORT_PREFIX = "flexinfra-port:"
+#: on a floating IP: keep the address when the site (or its LB) is re-created
+RETAIN_TAG = "flexinfra-retain"
+#: on a released-but-retained floating IP: which namespace/site may take it back
+RETAINED_PREFIX = "flexinfra-retained:"
+MAX_TAG = 60
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The Kubernetes object that owns a set of OpenStack objects."""
+
+    uid: str
+    namespace: str
+    name: str
+    kind: str = "WebSite"
+
+    @property
+    def prefix(self) -> str:
+        """``fi-<namespace>-<name>``: the readable part of every object name."""
+        return f"fi-{self.namespace}-{self.name}"
+
+    @property
+    def owner_tag(self) -> str:
+        return OWNER_PREFIX + self.uid
+
+    @property
+    def retained_tag(self) -> str:
+        """Survives the UID: a re-created WebSite with the same namespace/name finds its IP."""
+        digest = hashlib.sha256(f"{self.namespace}/{self.name}".encode()).hexdigest()[:24]
+        return RETAINED_PREFIX + digest
+
+
+def check_tag(tag: str) -> str:
+    if len(tag) > MAX_TAG or "/" in tag or "," in tag:
+        raise ValueError(f"tag {tag!r} breaks Nova's tag rules")
+    return tag
+
+
+def object_tags(owner: Owner, role: str, **extra: str | int) -> list[str]:
+    """The full tag list of one object: owner, role and any extra ``key=value`` markers."""
+    tags = [owner.owner_tag, ROLE_PREFIX + role]
+    for key, value in sorted(extra.items()):
+        tags.append(f"flexinfra-{key}:{value}")
+    return [check_tag(t) for t in tags]
+
+
+def tag_value(tags: frozenset[str] | list[str], prefix: str) -> str | None:
+    for tag in tags:
+        if tag.startswith(prefix):
+            return tag[len(prefix) :]
+    return None
+
+
+def server_group_name(owner: Owner, policy: str) -> str:
+    """Nova server groups have no tags or metadata: the UID in the name is the owner key."""
+    return f"{owner.prefix}-{policy}-{owner.uid}"

@@ -1,0 +1,248 @@
+"""The WebSite reconcile core: observe -> plan (pure) -> execute. No kopf in here.
+
+``reconcile_website`` does one bounded pass and says when to come back (``requeue_after``)
+while the cloud is busy (servers in BUILD, a load balancer PENDING_*). Nothing is created
+until the whole plan validated: spec problems raise ``InvalidSpec`` and a quota shortfall
+raises ``CloudError`` before the first write.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from flexinfra.api.conditions import Reason
+from flexinfra.api.website import FloatingIPStatus, ServerStatus, WebSiteResources
+from flexinfra.cloud import tags as T
+from flexinfra.cloud.errors import CloudError, InvalidSpec
+from flexinfra.cloud.gateway import Gateway
+from flexinfra.cloud.tags import Owner
+from flexinfra.planning import website as P
+from flexinfra.planning.intent import site_intent, spec_problems
+from flexinfra.planning.model import ObservedSite, Plan, PlannedAction, SiteIntent
+from flexinfra.reconcile.executor import Executor
+from flexinfra.reconcile.observe import observe_site
+from flexinfra.reconcile.teardown import TeardownOutcome, teardown_website
+
+__all__ = [
+    "Outcome",
+    "Owner",
+    "TeardownOutcome",
+    "plan_website",
+    "reconcile_website",
+    "teardown_website",
+]
+log = logging.getLogger(__name__)
+
+#: come back this soon while the cloud works (BUILD, PENDING_*)
+BUSY_REQUEUE = 5.0
+
+
+@dataclass
+class Outcome:
+    ready: bool
+    reason: Reason
+    message: str
+    resources: WebSiteResources
+    url: str | None = None
+    ready_replicas: int = 0
+    requeue_after: float | None = None
+    events: list[tuple[str, str]] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+
+
+def _observe_and_plan(
+    owner: Owner, spec, template, gateway: Gateway, max_age: float | None
+) -> tuple[SiteIntent, ObservedSite, Plan]:
+    if template is None:
+        raise InvalidSpec(
+            f"SiteTemplate {spec.template!r} not found: create it or fix spec.template"
+        )
+    intent = site_intent(owner, spec, template)
+    problems = spec_problems(intent)
+    if problems:
+        raise InvalidSpec("; ".join(problems))
+    snap = gateway.inventory(max_age=max_age)
+    observed = observe_site(gateway, snap, intent)
+    plan, invalid = P.plan_site(intent, observed)
+    if invalid:
+        raise InvalidSpec("; ".join(invalid))
+    return intent, observed, plan
+
+
+def plan_website(owner: Owner, spec, template, gateway: Gateway) -> list[PlannedAction]:
+    """What one pass would do now, without changing anything (``flexinfra plan``)."""
+    _, _, plan = _observe_and_plan(owner, spec, template, gateway, max_age=0)
+    return plan.actions
+
+
+def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome:
+    intent, observed, plan = _observe_and_plan(owner, spec, template, gateway, max_age=None)
+    if plan.actions:
+        check_quota(gateway, plan, observed)
+    known = _known(observed)
+    execution = Executor(gateway, known).run(plan.actions)
+    for reason, message in execution.events:
+        log.info("%s/%s: %s %s", owner.namespace, owner.name, reason, message)
+    busy = bool(plan.actions or plan.waiting or execution.lb_busy)
+    if busy:
+        gateway.invalidate()  # we changed something or wait on the cloud: look again next time
+    resources = _resources(observed, execution.created)
+    if not busy:
+        message = f"{plan.ready_replicas}/{intent.replicas} servers serving"
+        message += f" at {plan.url}" if plan.url else ""
+        return Outcome(True, Reason.RECONCILED, message, resources, plan.url, plan.ready_replicas)
+    doing = [a.describe() for a in execution.done]
+    parts = []
+    if doing:
+        parts.append(
+            f"{len(doing)} change(s) made: "
+            + "; ".join(doing[:4])
+            + ("; ..." if len(doing) > 4 else "")
+        )
+    if plan.waiting:
+        parts.append("waiting for " + "; ".join(plan.waiting[:4]))
+    if execution.skipped:
+        parts.append(f"{len(execution.skipped)} load balancer change(s) wait for it to be ACTIVE")
+    reason = (
+        Reason.ROLLING_UPDATE if any("replacing" in w for w in plan.waiting) else Reason.PROGRESSING
+    )
+    return Outcome(
+        ready=False,
+        reason=reason,
+        message=". ".join(parts) or "converging",
+        resources=resources,
+        url=plan.url,
+        ready_replicas=plan.ready_replicas,
+        requeue_after=BUSY_REQUEUE if (plan.waiting or execution.skipped) else 1.0,
+        events=execution.events,
+        actions=doing,
+    )
+
+
+def _known(o: ObservedSite) -> dict:
+    known: dict = {}
+    for key, obj in (
+        ("network", o.network or o.shared_network),
+        ("subnet", o.subnet or o.shared_subnet),
+        ("router", o.router),
+        ("security_group", o.security_group),
+        ("load_balancer", o.load_balancer),
+        ("floating_ip", o.floating_ip),
+    ):
+        if obj is not None:
+            known[key] = obj
+    for index, port in o.ports.items():
+        known[f"port:{index}"] = port
+    for port, obj in o.listeners.items():
+        known[f"listener:{port}"] = obj
+    for port, obj in o.pools.items():
+        known[f"pool:{port}"] = obj
+    return known
+
+
+def _resources(o: ObservedSite, created: dict) -> WebSiteResources:
+    def pick(key, obj):
+        new = created.get(key)
+        return new.id if new is not None else (obj.id if obj is not None else None)
+
+    group = created.get("server_group") or next(iter(o.server_groups), None)
+    servers = []
+    for view in P.server_views(o):
+        volume = o.volumes.get(view.index)
+        servers.append(
+            ServerStatus(
+                name=view.obj.name,
+                id=view.obj.id,
+                availability_zone=view.az,
+                address=view.address,
+                status=view.status,
+                template_hash=view.template_hash,
+                volume=volume.id if volume else None,
+            )
+        )
+    for key, obj in created.items():
+        if key.startswith("server:"):
+            servers.append(
+                ServerStatus(
+                    name=obj.name,
+                    id=obj.id,
+                    status=obj.status or "BUILD",
+                    template_hash=T.tag_value(obj.tags, T.TEMPLATE_PREFIX),
+                )
+            )
+    fip = created.get("floating_ip") or o.floating_ip
+    return WebSiteResources(
+        network=pick("network", o.network or o.shared_network),
+        subnet=pick("subnet", o.subnet or o.shared_subnet),
+        router=pick("router", o.router),
+        security_group=pick("security_group", o.security_group),
+        server_group=group.id if group is not None else None,
+        servers=servers,
+        load_balancer=pick("load_balancer", o.load_balancer),
+        listeners={str(p): obj.id for p, obj in o.listeners.items()},
+        pools={str(p): obj.id for p, obj in o.pools.items()},
+        floating_ip=FloatingIPStatus(id=fip.id, address=fip.get("floating_ip_address"))
+        if fip is not None
+        else None,
+    )
+
+
+def check_quota(gateway: Gateway, plan: Plan, observed: ObservedSite) -> None:
+    """Refuse before the first write when the project's quota cannot hold what we create."""
+    creates: dict[str, int] = {}
+    for action in plan.actions:
+        if action.verb == "create":
+            creates[action.kind] = creates.get(action.kind, 0) + 1
+    shortfalls = []
+    servers = creates.get("server", 0)
+    if servers:
+        limits = gateway.compute_limits().absolute
+        flavor = gateway.find_flavor(observed.flavor_id) if observed.flavor_id else None
+
+        def free(total, used):
+            return None if total is None or total < 0 else total - (used or 0)
+
+        checks = [("instances", servers, free(limits.instances, limits.instances_used))]
+        if flavor is not None:
+            checks += [
+                (
+                    "cores",
+                    servers * flavor.vcpus,
+                    free(limits.total_cores, limits.total_cores_used),
+                ),
+                ("RAM (MB)", servers * flavor.ram, free(limits.total_ram, limits.total_ram_used)),
+            ]
+        for what, need, left in checks:
+            if left is not None and need > left:
+                shortfalls.append(f"{what}: need {need}, {left} left")
+    neutron = {
+        k: creates.get(k, 0)
+        for k in ("network", "subnet", "router", "port", "security_group", "floating_ip")
+    }
+    if any(neutron.values()):
+        try:
+            quota = gateway.network_quota()
+        except CloudError:
+            quota = None  # a member may not read quotas; the create itself will tell
+        if quota is not None:
+            names = {
+                "floating_ip": "floating_ips",
+                "security_group": "security_groups",
+                "network": "networks",
+                "subnet": "subnets",
+                "router": "routers",
+                "port": "ports",
+            }
+            for kind, need in neutron.items():
+                detail = getattr(quota, names[kind], None)
+                if need and isinstance(detail, dict) and detail.get("limit", -1) >= 0:
+                    left = detail["limit"] - detail.get("used", 0) - detail.get("reserved", 0)
+                    if need > left:
+                        shortfalls.append(f"{kind.replace('_', ' ')}s: need {need}, {left} left")
+    if shortfalls:
+        raise CloudError(
+            "quota exceeded, nothing was created: "
+            + "; ".join(shortfalls)
+            + ". Ask the cloud admin to raise the project's quota, or lower spec.replicas"
+        )
