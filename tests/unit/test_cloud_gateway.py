@@ -1,0 +1,121 @@
+"""Gateway plumbing that needs no cloud: error mapping, retries, tags, credentials parsing."""
+
+from __future__ import annotations
+
+import pytest
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as os_exc
+
+from flexinfra.cloud import tags as T
+from flexinfra.cloud.connection import ConnectionCache, parse_cloud
+from flexinfra.cloud.errors import CloudError, CredentialsError, TransientError, classify
+from flexinfra.cloud.gateway import Gateway
+from flexinfra.cloud.metrics import total_calls
+
+
+def http_error(status: int, details: str = "") -> os_exc.HttpException:
+    return os_exc.HttpException(message=f"{status}", details=details, http_status=status)
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "words"),
+    [
+        (
+            http_error(403, "Quota exceeded for instances: Requested 1, but already used 10"),
+            CloudError,
+            "raise the project's quota",
+        ),
+        (http_error(409, "Quota exceeded for resources: ['network']."), CloudError, "quota"),
+        (http_error(413, "VolumeLimitExceeded: Maximum number of volumes"), CloudError, "quota"),
+        (http_error(409, "Port is in use"), TransientError, "will retry"),
+        (http_error(500, "oops"), TransientError, "will retry"),
+        (http_error(401), CredentialsError, "check the Secret"),
+        (ksa_exc.ConnectTimeout("timed out"), TransientError, "will retry"),
+        (ksa_exc.ConnectFailure("refused"), TransientError, "cannot reach"),
+    ],
+)
+def test_classify(exc, kind, words):
+    err = classify(exc, "create server")
+    assert isinstance(err, kind) and words in err.message
+
+
+def test_classify_scrubs_secrets():
+    err = classify(http_error(400, "bad body: password: hunter2"), "create")
+    assert "hunter2" not in err.message
+
+
+class Flaky:
+    def __init__(self, failures):
+        self.failures = list(failures)
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return ["ok"]
+
+
+def test_reads_are_retried_on_5xx_and_counted():
+    gw = Gateway(conn=None, retry_budget=5)
+    before = total_calls(verb="list", service="testsvc")
+    fn = Flaky([http_error(500), http_error(503)])
+    assert gw.call("testsvc", "thing", "list", fn) == ["ok"]
+    assert fn.calls == 3
+    assert total_calls(verb="list", service="testsvc") - before == 3
+
+
+def test_writes_are_not_retried_on_500_but_are_on_429():
+    gw = Gateway(conn=None, retry_budget=5)
+    fn = Flaky([http_error(500)])
+    with pytest.raises(TransientError):
+        gw.call("testsvc", "thing", "create", fn)
+    assert fn.calls == 1
+    fn = Flaky([http_error(429)])
+    assert gw.call("testsvc", "thing", "create", fn) == ["ok"]
+
+
+def test_missing_ok_returns_none_on_404():
+    gw = Gateway(conn=None)
+    assert (
+        gw.call("testsvc", "thing", "delete", Flaky([os_exc.NotFoundException()]), missing_ok=True)
+        is None
+    )
+
+
+def test_tags_fit_nova_rules():
+    owner = T.Owner("0b5c6a3e-1111-4222-8333-444455556666", "a" * 63, "b" * 63)
+    for tag in [
+        *T.object_tags(owner, "health_monitor", port=65535, index=49, tmpl="abcdefabcdef"),
+        owner.retained_tag,
+    ]:
+        assert len(tag) <= 60 and "/" not in tag and "," not in tag
+    with pytest.raises(ValueError):
+        T.check_tag("a/b")
+
+
+CLOUDS = """
+clouds:
+  demo:
+    auth: {auth_url: http://127.0.0.1:5000/v3, username: u, password: s3cr3t-pw,
+           project_name: p, user_domain_name: Default, project_domain_name: Default}
+    region_name: RegionOne
+"""
+
+
+def test_credentials_errors_say_what_is_wrong_without_the_password():
+    with pytest.raises(CredentialsError) as err:
+        parse_cloud(CLOUDS, "prod")
+    assert "'prod' is not in" in err.value.message and "demo" in err.value.message
+    with pytest.raises(CredentialsError) as err:
+        parse_cloud("clouds: {demo: {auth: {password: s3cr3t-pw\n", "demo")
+    assert "not valid YAML" in err.value.message
+    assert "s3cr3t" not in err.value.message
+
+
+def test_connection_cache_reuses_per_secret_version():
+    cache = ConnectionCache()
+    first = cache.get("secret-uid", "1", CLOUDS, "demo")
+    assert cache.get("secret-uid", "1", CLOUDS, "demo") is first
+    second = cache.get("secret-uid", "2", CLOUDS, "demo")
+    assert second is not first
