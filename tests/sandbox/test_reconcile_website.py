@@ -1,0 +1,213 @@
+"""The WebSite reconcile core against the real sandbox OpenStack (cloud ``demo``, a member).
+
+Each test drives ``reconcile_website`` the way the kopf handler does (call, sleep
+``requeue_after``, call again) and always tears down, asserting the tag sweep is empty.
+CIDRs: 10.201.x.0/24 only.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flexinfra.api.sitetemplate import SiteTemplateSpec
+from flexinfra.api.website import WebSiteSpec
+from flexinfra.cloud.connection import ConnectionCache
+from flexinfra.cloud.errors import InvalidSpec, TransientError
+from flexinfra.cloud.metrics import total_calls
+from flexinfra.reconcile.website import Owner, reconcile_website, teardown_website
+
+CLOUDS = (
+    Path(os.environ.get("FLEXINFRA_SANDBOX_STATE", Path.home() / ".local/state/flexinfra/sandbox"))
+    / "clouds.yaml"
+)
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(900)]
+
+USER_DATA = """#!/bin/sh
+mkdir -p /tmp/www && echo "hello from $(hostname)" > /tmp/www/index.html
+cd /tmp/www && exec python3 -m http.server 80 --bind 0.0.0.0
+"""
+
+
+@pytest.fixture(scope="module")
+def clouds_text() -> str:
+    if not CLOUDS.exists():
+        pytest.skip("sandbox not up (no clouds.yaml)")
+    return CLOUDS.read_text()
+
+
+@pytest.fixture
+def gateway(clouds_text):
+    return ConnectionCache().get("sandbox-demo", "1", clouds_text, "demo")
+
+
+def sandbox_template(gateway, **over) -> SiteTemplateSpec:
+    images = [i.name for i in gateway.conn.image.images()]
+    flavors = sorted(gateway.conn.compute.flavors(), key=lambda f: f.ram)
+    if not images or not flavors:
+        pytest.skip("sandbox has no image or flavor yet")
+    return SiteTemplateSpec(image=images[0], flavor=flavors[0].name, user_data=USER_DATA, **over)
+
+
+def site_spec(gateway, cidr: str, **over) -> WebSiteSpec:
+    external = next(
+        (n.name for n in gateway.conn.network.networks(is_router_external=True)), "public"
+    )
+    body = {
+        "cloud": {"secretName": "x", "cloudName": "demo"},
+        "template": "web",
+        "replicas": 2,
+        "network": {"cidr": cidr, "externalNetwork": external},
+        "loadBalancer": {"ports": [80], "healthCheck": {"type": "TCP"}},
+        "ingress": [{"port": 80, "from": "0.0.0.0/0"}],
+    }
+    body.update(over)
+    return WebSiteSpec.model_validate(body)
+
+
+def drive(owner, spec, template, gateway, timeout=300.0):
+    """Call reconcile like the handler does until Ready; return (outcome, seconds, passes)."""
+    started, passes = time.monotonic(), 0
+    while True:
+        passes += 1
+        try:
+            outcome = reconcile_website(owner, spec, template, gateway)
+        except TransientError as err:
+            print("transient:", err.message)
+            time.sleep(2)
+            continue
+        print(f"[{time.monotonic() - started:5.1f}s] {outcome.reason}: {outcome.message}")
+        if outcome.ready:
+            return outcome, time.monotonic() - started, passes
+        assert time.monotonic() - started < timeout, outcome.message
+        time.sleep(outcome.requeue_after or 1)
+
+
+def tear_down(owner, gateway, timeout=300.0):
+    started = time.monotonic()
+    while True:
+        out = teardown_website(owner, gateway)
+        if out.done:
+            return time.monotonic() - started
+        print("teardown:", out.remaining)
+        assert time.monotonic() - started < timeout, out.remaining
+        time.sleep(out.requeue_after or 2)
+
+
+def new_owner(name: str) -> Owner:
+    return Owner(uid=str(uuid.uuid4()), namespace="t201", name=name)
+
+
+def test_site_lifecycle_create_idle_scale_roll_delete(gateway):
+    owner = new_owner("life")
+    template = sandbox_template(gateway)
+    spec = site_spec(gateway, "10.201.1.0/24")
+    try:
+        calls = total_calls()
+        outcome, seconds, passes = drive(owner, spec, template, gateway)
+        print(f"READY in {seconds:.1f}s, {passes} passes, {total_calls() - calls:.0f} API calls")
+        assert outcome.ready_replicas == 2 and outcome.url
+        res = outcome.resources
+        assert res.network and res.subnet and res.router and res.security_group
+        assert res.load_balancer and len(res.servers) == 2 and res.floating_ip.address
+
+        # idle: with a warm inventory no call at all; a cold one is one list per kind
+        calls = total_calls()
+        assert reconcile_website(owner, spec, template, gateway).ready
+        warm = total_calls() - calls
+        gateway.invalidate()
+        calls = total_calls()
+        assert reconcile_website(owner, spec, template, gateway).ready
+        cold = total_calls() - calls
+        print(f"idle pass: {warm:.0f} calls warm, {cold:.0f} calls cold")
+        assert warm == 0 and cold <= 20
+
+        # drift: a security group rule added behind our back goes away
+        gateway.conn.network.create_security_group_rule(
+            security_group_id=res.security_group,
+            direction="ingress",
+            protocol="tcp",
+            port_range_min=3306,
+            port_range_max=3306,
+            remote_ip_prefix="0.0.0.0/0",
+        )
+        gateway.invalidate()
+        outcome = reconcile_website(owner, spec, template, gateway)
+        assert any("3306" in a for a in outcome.actions), outcome.actions
+        drive(owner, spec, template, gateway)
+
+        # scale down to 1: member first, then server
+        spec1 = spec.model_copy(update={"replicas": 1})
+        outcome, seconds, _ = drive(owner, spec1, template, gateway)
+        assert outcome.ready_replicas == 1 and len(outcome.resources.servers) == 1
+        print(f"scaled down in {seconds:.1f}s")
+
+        # template change: rolling replacement
+        template2 = sandbox_template(gateway, metadata={"rev": "2"})
+        old = {s.id for s in outcome.resources.servers}
+        outcome, seconds, _ = drive(owner, spec1, template2, gateway)
+        assert {s.id for s in outcome.resources.servers}.isdisjoint(old)
+        print(f"rolled in {seconds:.1f}s")
+    finally:
+        calls = total_calls()
+        seconds = tear_down(owner, gateway)
+        print(f"deleted in {seconds:.1f}s, {total_calls() - calls:.0f} API calls")
+    assert gateway.inventory(max_age=0).owned(owner.uid) == {}
+
+
+def test_unknown_image_is_invalid_and_builds_nothing(gateway):
+    owner = new_owner("badimg")
+    template = SiteTemplateSpec(image="no-such-image", flavor="no-such-flavor")
+    spec = site_spec(gateway, "10.201.2.0/24")
+    with pytest.raises(InvalidSpec) as err:
+        reconcile_website(owner, spec, template, gateway)
+    assert "no-such-image" in err.value.message and "no-such-flavor" in err.value.message
+    assert gateway.inventory(max_age=0).owned(owner.uid) == {}
+
+
+def test_overlapping_cidr_is_invalid(gateway):
+    owner = new_owner("overlap")
+    subnets = [s.cidr for s in gateway.conn.network.subnets() if s.ip_version == 4]
+    if not subnets:
+        pytest.skip("no subnet to overlap with")
+    spec = site_spec(gateway, subnets[0])
+    with pytest.raises(InvalidSpec, match="overlaps"):
+        reconcile_website(owner, spec, sandbox_template(gateway), gateway)
+    assert gateway.inventory(max_age=0).owned(owner.uid) == {}
+
+
+def test_neutron_500_and_lost_response_converge_without_duplicates(clouds_text):
+    """A 500 on network create, then a create whose response is lost (the service acted)."""
+    from tests.faultproxy import Fault, FaultProxy
+
+    probe = ConnectionCache().get("probe", "1", clouds_text, "demo")
+    upstream = probe.conn.network.get_endpoint()
+    data = yaml.safe_load(clouds_text)
+    with FaultProxy(upstream) as proxy:
+        data["clouds"]["demo"]["network_endpoint_override"] = proxy.url + "/"
+        data["clouds"]["demo"]["api_timeout"] = 3
+        gateway = ConnectionCache().get("faulty", "1", yaml.safe_dump(data), "demo")
+        owner = new_owner("faults")
+        spec = site_spec(gateway, "10.201.3.0/24", replicas=1)
+        template = sandbox_template(gateway)
+        proxy.inject(Fault("POST", r"/networks$", status=500))
+        proxy.inject(Fault("POST", r"/subnets$", status=None, stall=5, forward_first=True))
+        try:
+            with pytest.raises(TransientError):
+                reconcile_website(owner, spec, template, gateway)
+            with pytest.raises(TransientError):  # the subnet got created, its answer lost
+                reconcile_website(owner, spec, template, gateway)
+            outcome, _, _ = drive(owner, spec, template, gateway)
+            assert outcome.ready
+            subnets = [s for s in gateway.conn.network.subnets() if s.cidr == "10.201.3.0/24"]
+            assert len(subnets) == 1, "the lost-response subnet must be adopted, not duplicated"
+            assert [f.hits for f in proxy.faults] == [1, 1]
+        finally:
+            proxy.clear()
+            tear_down(owner, gateway)
+        assert gateway.inventory(max_age=0).owned(owner.uid) == {}
