@@ -1,0 +1,755 @@
+"""The sandbox's OpenStack control plane: a real Keystone, Glance, Placement, Neutron, Nova,
+Cinder and Octavia on 127.0.0.1, backed by a private MariaDB and RabbitMQ.
+
+The four verbs of a sandbox part (see ``main.py``):
+
+* ``install``: the services' own venv under the cache, pinned by ``sandbox/constraints.txt``
+  (built under a temporary name and renamed when complete, so an interrupted install never looks
+  done), plus the project's plug-ins package (reinstalled when ``sandbox/plugins`` changes);
+* ``up``: start what is not running, bootstrap what is not bootstrapped (stamps under
+  ``<state>/data/stamps``), converge configs (a service whose config changed is restarted);
+* ``cleanup``: after the processes are stopped, what outlives them (the VMs' namespaces);
+* ``env``: ``OS_CLIENT_CONFIG_FILE`` and ``OS_CLOUD=demo``.
+
+What is real and what is not: see shared/design/SANDBOX.md. No data plane: ports are bound by
+the project's ML2 driver, servers are network namespaces (or plain records with the fake driver).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from flexinfra.sandbox import openstack_conf as conf
+from flexinfra.sandbox.openstack_conf import COMPUTES, HOST, PORTS, Ctx
+from flexinfra.sandbox.paths import SandboxPaths
+from flexinfra.sandbox.supervisor import SandboxError, ServiceFailed, ServiceSpec, Supervisor
+
+#: pinned so the venv build is reproducible; it only installs, the services never import it
+UV_VERSION = "0.13.9"
+PYTHON = "/usr/bin/python3"  # Debian's: python3-venv is in install-packages.sh
+
+SECRET_NAMES = (
+    "db", "rabbit", "admin", "service", "demo", "octavia_certs", "octavia_heartbeat",
+)  # fmt: skip
+
+
+def _log(msg: str) -> None:
+    print(f"sandbox/openstack: {msg}", file=sys.stderr, flush=True)
+
+
+# ================================================================================ install
+def _plugins_dir(paths: SandboxPaths) -> Path:
+    return paths.files / "plugins"
+
+
+def plugins_hash(paths: SandboxPaths) -> str:
+    """Hash of the plug-ins package's source, so a changed file reinstalls it."""
+    h = hashlib.sha256()
+    root = _plugins_dir(paths)
+    for f in sorted(root.rglob("*")):
+        if f.is_file() and "__pycache__" not in f.parts and ".egg-info" not in str(f):
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def _uv(paths: SandboxPaths) -> Path:
+    """A uv binary in its own small cached venv (a cache: rebuilt when missing)."""
+    tools = paths.cache / f"uv-{UV_VERSION}"
+    uv = tools / "bin" / "uv"
+    if uv.exists():
+        return uv
+    tmp = tools.with_name(tools.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "venv", str(tmp)], check=True)
+    subprocess.run([str(tmp / "bin" / "pip"), "install", "-q", f"uv=={UV_VERSION}"], check=True)
+    shutil.rmtree(tools, ignore_errors=True)
+    tmp.rename(tools)
+    return uv
+
+
+def _uv_env(paths: SandboxPaths) -> dict[str, str]:
+    return {**os.environ, "UV_CACHE_DIR": str(paths.cache / "uv"), "UV_NO_PROGRESS": "1"}
+
+
+def install(paths: SandboxPaths) -> None:
+    """Build the OpenStack venv if missing, (re)install the plug-ins, write the virt shim."""
+    paths.ensure_dirs()
+    venv = paths.openstack_venv
+    if not (venv / ".complete").exists():
+        t0 = time.monotonic()
+        _log(f"building the OpenStack venv {venv} (pinned by {paths.constraints.name})")
+        uv = _uv(paths)
+        tmp = venv.with_name(venv.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        py = PYTHON if Path(PYTHON).exists() else sys.executable
+        env = _uv_env(paths)
+        # --relocatable: entry points find their python relative to themselves, so the venv
+        # still works after the rename below
+        subprocess.run(
+            [str(uv), "venv", "-q", "--relocatable", "--python", py, str(tmp)], check=True, env=env
+        )
+        subprocess.run(
+            [
+                str(uv), "pip", "install", "-q", "--python", str(tmp / "bin" / "python"),
+                "--compile-bytecode", "-c", str(paths.constraints),
+                "-r", str(paths.files / "requirements.txt"),
+            ],
+            check=True,
+            env=env,
+        )  # fmt: skip
+        (tmp / ".complete").write_text(paths.constraints.read_text())
+        shutil.rmtree(venv, ignore_errors=True)
+        tmp.rename(venv)
+        _log(f"OpenStack venv built in {time.monotonic() - t0:.0f}s")
+    _install_plugins(paths, venv)
+
+
+def _install_plugins(paths: SandboxPaths, venv: Path) -> None:
+    digest = plugins_hash(paths)
+    stamp = venv / f".plugins-{digest}"
+    if not stamp.exists():
+        _log("installing the sandbox plug-ins package into the OpenStack venv")
+        # build from a copy: an in-tree build leaves build/ and *.egg-info in the repository
+        with _tempdir(paths) as tmp:
+            src = tmp / "plugins"
+            shutil.copytree(
+                _plugins_dir(paths),
+                src,
+                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"),
+            )
+            subprocess.run(
+                [
+                    str(_uv(paths)), "pip", "install", "-q",
+                    "--python", str(venv / "bin" / "python"), "--no-deps", "--no-build-isolation",
+                    "--reinstall", "--compile-bytecode", str(src),
+                ],
+                check=True,
+                env=_uv_env(paths),
+            )  # fmt: skip
+        for old in venv.glob(".plugins-*"):
+            old.unlink()
+        stamp.write_text(digest + "\n")
+    # Nova prefixes compute_driver with "nova.virt.": a shim module makes ours importable so
+    shim = _site_packages(venv) / "nova" / "virt" / "flexinfra_netns.py"
+    text = "from flexinfra_sandbox.virt import *  # noqa\n"
+    if not shim.exists() or shim.read_text() != text:
+        shim.write_text(text)
+
+
+@contextlib.contextmanager
+def _tempdir(paths: SandboxPaths):
+    d = paths.cache / f"tmp-{os.getpid()}"
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _site_packages(venv: Path) -> Path:
+    return next((venv / "lib").glob("python3*/site-packages"))
+
+
+def _compute_driver(paths: SandboxPaths) -> str:
+    """The project's netns driver once it exists; until then Nova's fake single-node driver."""
+    if (_plugins_dir(paths) / "flexinfra_sandbox" / "virt.py").exists():
+        return "flexinfra_netns.NetnsDriver"
+    return "fake.FakeDriverWithoutFakeNodes"
+
+
+# ================================================================================ helpers
+def _secrets(paths: SandboxPaths) -> dict[str, str]:
+    """Passwords, generated once and kept (mode 0600) in the state dir; never printed."""
+    f = paths.state / "secrets.json"
+    data: dict[str, str] = json.loads(f.read_text()) if f.exists() else {}
+    missing = [n for n in SECRET_NAMES if n not in data]
+    if missing:
+        for name in missing:
+            # 32 URL-safe characters: also what Octavia wants for its certs key passphrase
+            data[name] = secrets.token_urlsafe(24)
+        _write(f, json.dumps(data, indent=1) + "\n", mode=0o600)
+    return data
+
+
+def _write(path: Path, text: str, mode: int = 0o600) -> bool:
+    """Write if the content differs; returns True when it changed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_text() == text:
+        return False
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    tmp.replace(path)
+    return True
+
+
+def _stamp(paths: SandboxPaths, name: str) -> Path:
+    return paths.data / "stamps" / name
+
+
+def _done(paths: SandboxPaths, name: str) -> bool:
+    return _stamp(paths, name).exists()
+
+
+def _mark(paths: SandboxPaths, name: str) -> None:
+    s = _stamp(paths, name)
+    s.parent.mkdir(parents=True, exist_ok=True)
+    s.write_text(time.strftime("%F %T\n"))
+
+
+def _http_ready(port: int, path: str = "/") -> Callable[[], bool]:
+    """Ready when the app (not just gunicorn's master) answers anything below 500."""
+
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=3) as r:
+                return r.status < 500
+        except urllib.error.HTTPError as e:
+            return e.code < 500
+
+    return probe
+
+
+def _pkg_version(venv: Path, dist: str) -> str:
+    """Installed version of a distribution in the venv, for stamps that must redo on upgrade."""
+    for d in _site_packages(venv).glob("*.dist-info"):
+        name, _, version = d.name[: -len(".dist-info")].rpartition("-")
+        if name.lower().replace("-", "_") == dist.lower().replace("-", "_"):
+            return version
+    return "unknown"
+
+
+# ================================================================================ up
+class _Stack:
+    """One ``up`` run: the context, the supervisor, and what to (re)start."""
+
+    def __init__(self, paths: SandboxPaths, sup: Supervisor):
+        self.paths = paths
+        self.sup = sup
+        self.venv = paths.openstack_venv
+        self.bin = self.venv / "bin"
+        ids_file = paths.state / "openstack-ids.json"
+        self.ids_file = ids_file
+        self.ctx = Ctx(
+            paths=paths,
+            venv=self.venv,
+            secrets=_secrets(paths),
+            ids=json.loads(ids_file.read_text()) if ids_file.exists() else {},
+            plugins_hash=plugins_hash(paths),
+            compute_driver=_compute_driver(paths),
+        )
+
+    # --- config files: a changed file restarts the services that read it ------------------
+    def config(self, rel: str, text: str, services: tuple[str, ...]) -> Path:
+        path = self.paths.etc / rel
+        if _write(path, text) and any(self.sup.pid(s) for s in services):
+            _log(f"{rel} changed: restarting {', '.join(services)}")
+            for s in services:
+                self.sup.stop(s)
+        return path
+
+    def copy_wheel_file(self, src_rel: str, dst_rel: str) -> Path:
+        src = self.venv / src_rel
+        return self.config(dst_rel, src.read_text(), ())
+
+    def run(self, name: str, *argv: object, env: dict[str, str] | None = None) -> str:
+        return self.sup.run(name, [str(a) for a in argv], env=env)
+
+    # --- infrastructure -------------------------------------------------------------------
+    def infra(self) -> None:
+        d = self.paths.data
+        mycnf = self.config("mariadb/my.cnf", conf.mariadb(self.ctx), ("mariadb",))
+        datadir = d / "mariadb" / "db"
+        if not (datadir / "mysql").exists():
+            tmp = datadir.with_name("db.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            self.run(
+                "mariadb-install-db",
+                "mariadb-install-db", f"--defaults-file={mycnf}", f"--datadir={tmp}",
+                "--user=root", "--auth-root-authentication-method=socket", "--skip-test-db",
+            )  # fmt: skip
+            tmp.rename(datadir)
+        rconf = self.config("rabbitmq/rabbitmq.conf", conf.rabbitmq(self.ctx), ("rabbitmq",))
+        plugins = self.config("rabbitmq/enabled_plugins", "[].\n", ("rabbitmq",))
+        rdir = d / "rabbitmq"
+        (rdir / "home").mkdir(parents=True, exist_ok=True)
+        erl_env = {"ERL_EPMD_PORT": str(PORTS["epmd"]), "ERL_EPMD_ADDRESS": HOST}
+        self.sup.ensure_all(
+            [
+                ServiceSpec(
+                    "mariadb",
+                    ["mariadbd", f"--defaults-file={mycnf}", "--user=root"],
+                    ports=[PORTS["mariadb"]],
+                ),
+                ServiceSpec(
+                    "epmd",
+                    ["epmd", "-port", str(PORTS["epmd"]), "-address", HOST],
+                    ports=[PORTS["epmd"]],
+                ),
+            ]
+        )
+        self.sup.ensure(
+            ServiceSpec(
+                "rabbitmq",
+                ["/usr/lib/rabbitmq/bin/rabbitmq-server"],
+                env={
+                    **erl_env,
+                    # the Erlang cookie lands in $HOME: keep it private to the sandbox
+                    "HOME": str(rdir / "home"),
+                    "RABBITMQ_NODENAME": "flexinfra@localhost",
+                    "RABBITMQ_NODE_IP_ADDRESS": HOST,
+                    "RABBITMQ_NODE_PORT": str(PORTS["rabbitmq"]),
+                    "RABBITMQ_DIST_PORT": str(PORTS["rabbitmq-dist"]),
+                    "RABBITMQ_MNESIA_BASE": str(rdir / "mnesia"),
+                    "RABBITMQ_LOG_BASE": str(rdir / "log"),
+                    "RABBITMQ_LOGS": "-",
+                    "RABBITMQ_CONFIG_FILE": str(rconf),
+                    "RABBITMQ_ENABLED_PLUGINS_FILE": str(plugins),
+                    "RABBITMQ_PID_FILE": str(rdir / "rabbitmq.pid"),
+                    "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": (
+                        "-kernel inet_dist_use_interface {127,0,0,1}"
+                    ),
+                },
+                ports=[PORTS["rabbitmq"], PORTS["rabbitmq-dist"]],
+                stop_grace=20,
+            )
+        )
+        self.databases()
+
+    def databases(self) -> None:
+        import pymysql
+
+        pw = self.ctx.secrets["db"]
+        con = pymysql.connect(
+            unix_socket=str(self.paths.data / "mariadb" / "mysqld.sock"), user="root"
+        )
+        try:
+            with con.cursor() as cur:
+                for db in conf.DATABASES:
+                    cur.execute(f"CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4")
+                for host in (HOST, "localhost"):
+                    cur.execute(
+                        f"CREATE USER IF NOT EXISTS 'openstack'@'{host}' IDENTIFIED BY %s", (pw,)
+                    )
+                    cur.execute(f"ALTER USER 'openstack'@'{host}' IDENTIFIED BY %s", (pw,))
+                    cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO 'openstack'@'{host}'")
+            con.commit()
+        finally:
+            con.close()
+
+    # --- configs of every service ----------------------------------------------------------
+    def write_configs(self) -> dict[str, Path]:
+        c = self.ctx
+        files = {
+            "keystone": self.config("keystone/keystone.conf", conf.keystone(c), ("keystone",)),
+            "glance": self.config("glance/glance-api.conf", conf.glance(c), ("glance",)),
+            "placement": self.config("placement/placement.conf", conf.placement(c), ("placement",)),
+            "neutron": self.config("neutron/neutron.conf", conf.neutron(c), ("neutron",)),
+            "nova": self.config(
+                "nova/nova.conf", conf.nova(c), ("nova-api", "nova-conductor", "nova-scheduler")
+            ),
+            "cinder": self.config(
+                "cinder/cinder.conf",
+                conf.cinder(c),
+                ("cinder-api", "cinder-scheduler", "cinder-volume"),
+            ),
+        }
+        for host in COMPUTES:
+            files[host] = self.config(
+                f"nova-compute-{host}/nova.conf",
+                conf.nova_compute(c, host),
+                (f"nova-compute-{host}",),
+            )
+        self.copy_wheel_file("etc/glance/glance-api-paste.ini", "glance/glance-api-paste.ini")
+        self.copy_wheel_file("etc/neutron/api-paste.ini", "neutron/api-paste.ini")
+        self.copy_wheel_file("etc/nova/api-paste.ini", "nova/api-paste.ini")
+        self.copy_wheel_file("etc/cinder/api-paste.ini", "cinder/api-paste.ini")
+        for svc in ("glance", "neutron", "cinder", "octavia"):
+            (self.paths.data / svc / "lock").mkdir(parents=True, exist_ok=True)
+        return files
+
+    def octavia_config(self) -> Path:
+        return self.config(
+            "octavia/octavia.conf", conf.octavia(self.ctx), ("octavia-api", "octavia-worker")
+        )
+
+    # --- database schemas (each a stamp keyed by the package version) ----------------------
+    def db_syncs(self, files: dict[str, Path]) -> dict[str, Callable[[], None]]:
+        b = self.bin
+        v = self.venv
+
+        def once(name: str, dist: str, fn: Callable[[], None]) -> Callable[[], None]:
+            stamp = f"dbsync-{name}-{_pkg_version(v, dist)}"
+
+            def go() -> None:
+                if not _done(self.paths, stamp):
+                    t0 = time.monotonic()
+                    fn()
+                    _mark(self.paths, stamp)
+                    _log(f"{name} database ready in {time.monotonic() - t0:.0f}s")
+
+            return go
+
+        def nova() -> None:
+            cf = ("--config-file", files["nova"])
+            self.run("nova-manage", b / "nova-manage", *cf, "api_db", "sync")
+            self.run("nova-manage", b / "nova-manage", *cf, "cell_v2", "map_cell0")
+            out = self.run("nova-manage", b / "nova-manage", *cf, "cell_v2", "list_cells")
+            if " cell1 " not in out:
+                self.run(
+                    "nova-manage",
+                    b / "nova-manage",
+                    *cf,
+                    "cell_v2",
+                    "create_cell",
+                    "--name",
+                    "cell1",
+                )
+            self.run("nova-manage", b / "nova-manage", *cf, "db", "sync")
+
+        return {
+            "keystone": once(
+                "keystone",
+                "keystone",
+                lambda: self.run(
+                    "keystone-manage",
+                    b / "keystone-manage",
+                    "--config-file",
+                    files["keystone"],
+                    "db_sync",
+                ),
+            ),
+            "glance": once(
+                "glance",
+                "glance",
+                lambda: self.run(
+                    "glance-manage",
+                    b / "glance-manage",
+                    "--config-file",
+                    files["glance"],
+                    "db_sync",
+                ),
+            ),
+            "placement": once(
+                "placement",
+                "openstack-placement",
+                lambda: self.run(
+                    "placement-manage",
+                    b / "placement-manage",
+                    "--config-file",
+                    files["placement"],
+                    "db",
+                    "sync",
+                ),
+            ),
+            "neutron": once(
+                "neutron",
+                "neutron",
+                lambda: self.run(
+                    "neutron-db-manage",
+                    b / "neutron-db-manage",
+                    "--config-file",
+                    files["neutron"],
+                    "upgrade",
+                    "heads",
+                ),
+            ),
+            "nova": once("nova", "nova", nova),
+            "cinder": once(
+                "cinder",
+                "cinder",
+                lambda: self.run(
+                    "cinder-manage",
+                    b / "cinder-manage",
+                    "--config-file",
+                    files["cinder"],
+                    "db",
+                    "sync",
+                ),
+            ),
+            "octavia": once(
+                "octavia",
+                "octavia",
+                lambda: self.run(
+                    "octavia-db-manage",
+                    b / "octavia-db-manage",
+                    "--config-file",
+                    self.octavia_config(),
+                    "upgrade",
+                    "head",
+                ),
+            ),
+        }
+
+    # --- Keystone ----------------------------------------------------------------------------
+    def keystone(self, cfg: Path) -> None:
+        b = self.bin
+        kd = self.paths.data / "keystone"
+        if not (kd / "fernet-keys" / "0").exists():
+            self.run(
+                "keystone-manage", b / "keystone-manage", "--config-file", cfg,
+                "fernet_setup", "--keystone-user", "root", "--keystone-group", "root",
+            )  # fmt: skip
+        if not (kd / "credential-keys" / "0").exists():
+            self.run(
+                "keystone-manage", b / "keystone-manage", "--config-file", cfg,
+                "credential_setup", "--keystone-user", "root", "--keystone-group", "root",
+            )  # fmt: skip
+        self.sup.ensure(
+            self.api("keystone", "keystone.wsgi.api", env={"OS_KEYSTONE_CONFIG_FILES": str(cfg)})
+        )
+        if not _done(self.paths, "keystone-bootstrap"):
+            url = self.ctx.url("keystone", "/v3")
+            # the password goes by environment, never on a command line (which is logged)
+            self.run(
+                "keystone-manage", b / "keystone-manage", "--config-file", cfg, "bootstrap",
+                "--bootstrap-username", "admin", "--bootstrap-project-name", "admin",
+                "--bootstrap-role-name", "admin", "--bootstrap-service-name", "keystone",
+                "--bootstrap-region-id", conf.REGION, "--bootstrap-admin-url", url,
+                "--bootstrap-internal-url", url, "--bootstrap-public-url", url,
+                env={"OS_BOOTSTRAP_PASSWORD": self.ctx.secrets["admin"]},
+            )  # fmt: skip
+            _mark(self.paths, "keystone-bootstrap")
+
+    # --- service specs --------------------------------------------------------------------------
+    def api(
+        self,
+        name: str,
+        module: str,
+        args: tuple[object, ...] = (),
+        env: dict[str, str] | None = None,
+        port_key: str | None = None,
+        threads: int = 4,
+    ) -> ServiceSpec:
+        port = PORTS[port_key or name]
+        return ServiceSpec(
+            name,
+            [
+                str(self.bin / "python"),
+                "-m",
+                "flexinfra_sandbox.wsgi_runner",
+                "--name",
+                name,
+                "--module",
+                module,
+                "--bind",
+                f"{HOST}:{port}",
+                "--threads",
+                str(threads),
+                "--",
+                *map(str, args),
+            ],
+            env=env or {},
+            ports=[port],
+            ready=_http_ready(port),
+            ready_timeout=240,
+            stop_grace=10,
+        )
+
+    def daemon(
+        self, name: str, script: str, cfg: Path, env: dict[str, str] | None = None
+    ) -> ServiceSpec:
+        return ServiceSpec(
+            name, [str(self.bin / script), "--config-file", str(cfg)], env=env or {}, stop_grace=10
+        )
+
+    def services(self, files: dict[str, Path]) -> list[ServiceSpec]:
+        etc = self.paths.etc
+        specs = [
+            self.api(
+                "glance", "glance.wsgi.api", env={"OS_GLANCE_CONFIG_DIR": str(etc / "glance")}
+            ),
+            self.api(
+                "placement",
+                "placement.wsgi.api",
+                env={"OS_PLACEMENT_CONFIG_DIR": str(etc / "placement")},
+            ),
+            self.api("neutron", "neutron.wsgi.api", args=("--config-file", files["neutron"])),
+            self.api(
+                "nova-api",
+                "nova.wsgi.osapi_compute",
+                env={"OS_NOVA_CONFIG_DIR": str(etc / "nova")},
+                port_key="nova",
+            ),
+            self.daemon("nova-conductor", "nova-conductor", files["nova"]),
+            self.daemon("nova-scheduler", "nova-scheduler", files["nova"]),
+            self.api(
+                "cinder-api",
+                "cinder.wsgi.api",
+                args=("--config-file", files["cinder"]),
+                port_key="cinder",
+            ),
+            self.daemon("cinder-scheduler", "cinder-scheduler", files["cinder"]),
+            self.daemon("cinder-volume", "cinder-volume", files["cinder"]),
+        ]
+        for host in COMPUTES:
+            (self.paths.data / f"nova-compute-{host}" / "instances").mkdir(
+                parents=True, exist_ok=True
+            )
+            # runs as root (we are root): the netns driver makes namespaces, veths, bridges
+            specs.append(
+                self.daemon(
+                    f"nova-compute-{host}",
+                    "nova-compute",
+                    files[host],
+                    env={"FLEXINFRA_SANDBOX_STATE": str(self.paths.state)},
+                )
+            )
+        return specs
+
+    def octavia_services(self, cfg: Path) -> list[ServiceSpec]:
+        return [
+            self.api(
+                "octavia-api", "octavia.wsgi.api", args=("--config-file", cfg), port_key="octavia"
+            ),
+            self.daemon("octavia-worker", "octavia-worker", cfg),
+        ]
+
+    def octavia_ca(self) -> None:
+        ca = self.paths.etc / "octavia" / "ca"
+        if (ca / "client.pem").exists():
+            return
+        ca.mkdir(parents=True, exist_ok=True)
+        os.chmod(ca, 0o700)
+        subj = "/O=flexinfra sandbox/CN=sandbox octavia CA"
+        self.run("openssl", "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                 "-days", "3650", "-subj", subj,
+                 "-keyout", ca / "ca.key", "-out", ca / "ca.pem")  # fmt: skip
+        self.run("openssl", "openssl", "req", "-newkey", "rsa:2048", "-nodes",
+                 "-subj", "/O=flexinfra sandbox/CN=octavia controller",
+                 "-keyout", ca / "client.key", "-out", ca / "client.csr")  # fmt: skip
+        self.run("openssl", "openssl", "x509", "-req", "-in", ca / "client.csr",
+                 "-CA", ca / "ca.pem", "-CAkey", ca / "ca.key", "-CAcreateserial", "-days", "3650",
+                 "-out", ca / "client.crt")  # fmt: skip
+        (ca / "client.pem").write_text(
+            (ca / "client.crt").read_text() + (ca / "client.key").read_text()
+        )
+
+    # --- the whole bring-up -------------------------------------------------------------------
+    def up(self) -> None:
+        t0 = time.monotonic()
+        self.infra()
+        _log(f"MariaDB and RabbitMQ up ({time.monotonic() - t0:.0f}s)")
+        files = self.write_configs()
+        self.octavia_ca()
+        syncs = self.db_syncs(files)
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="dbsync") as pool:
+            futures: dict[str, Future] = {n: pool.submit(fn) for n, fn in syncs.items()}
+            futures["keystone"].result()
+            self.keystone(files["keystone"])
+            _write_clouds_yaml(self.paths, self.ctx.secrets)
+            from flexinfra.sandbox import openstack_bootstrap as boot
+
+            admin = boot.connect(self.paths, "admin")
+            if not _done(self.paths, "identity"):
+                boot.identity(admin, self.ctx)
+                _mark(self.paths, "identity")
+            _log(f"Keystone up ({time.monotonic() - t0:.0f}s)")
+            for n, f in futures.items():
+                if n != "octavia":
+                    f.result()
+            octavia_sync = futures["octavia"]
+            started = self.sup.ensure_all(self.services(files))
+            _log(
+                f"APIs and workers up ({time.monotonic() - t0:.0f}s)"
+                + (f"; started {len(started)}" if started else "")
+            )
+            boot.wait_computes(admin, list(COMPUTES), self)
+            if not _done(self.paths, "resources"):
+                ids = boot.resources(admin, self.ctx)
+                _write(self.ids_file, json.dumps(ids, indent=1) + "\n", mode=0o644)
+                self.ctx.ids = ids
+                _mark(self.paths, "resources")
+            octavia_sync.result()
+        cfg = self.octavia_config()
+        self.sup.ensure_all(self.octavia_services(cfg))
+        boot.wait_volume_service(admin)
+        _log(f"OpenStack up in {time.monotonic() - t0:.0f}s; clouds.yaml: {self.paths.clouds_yaml}")
+
+    def discover_hosts(self) -> None:
+        self.run(
+            "nova-manage", self.bin / "nova-manage",
+            "--config-file", self.paths.etc / "nova" / "nova.conf", "cell_v2", "discover_hosts",
+        )  # fmt: skip
+
+
+def _write_clouds_yaml(paths: SandboxPaths, s: dict[str, str]) -> None:
+    import yaml
+
+    def cloud(user: str, project: str, password: str) -> dict:
+        return {
+            "auth": {
+                "auth_url": f"http://{HOST}:{PORTS['keystone']}/v3",
+                "username": user,
+                "password": password,
+                "project_name": project,
+                "user_domain_name": "Default",
+                "project_domain_name": "Default",
+            },
+            "region_name": conf.REGION,
+            "interface": "public",
+            "identity_api_version": 3,
+        }
+
+    doc = {
+        "clouds": {
+            "admin": cloud("admin", "admin", s["admin"]),
+            "demo": cloud("member", "demo", s["demo"]),
+        }
+    }
+    _write(
+        paths.clouds_yaml,
+        "# generated by flexinfra sandbox\n" + yaml.safe_dump(doc, sort_keys=False),
+    )
+
+
+def up(paths: SandboxPaths, sup: Supervisor) -> None:
+    """Start and bootstrap the OpenStack part; quick and a no-op when it already runs."""
+    paths.ensure_dirs()
+    if not (paths.openstack_venv / ".complete").exists():
+        raise SandboxError(
+            f"the OpenStack venv {paths.openstack_venv} is missing: run install() first"
+        )
+    # two `up`s at once (two shells, a test and a person) would restart each other's services
+    import fcntl
+
+    with (paths.state / ".openstack-up.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log("another `up` of the OpenStack part is running: waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        _Stack(paths, sup).up()
+
+
+def cleanup(paths: SandboxPaths) -> None:
+    """After the processes are stopped: the VMs' namespaces, bridges, mounts and processes."""
+    if importlib.util.find_spec("flexinfra.sandbox.vms") is not None:
+        from flexinfra.sandbox import vms
+
+        vms.cleanup(paths)
+
+
+def env(paths: SandboxPaths) -> dict[str, str]:
+    return {"OS_CLIENT_CONFIG_FILE": str(paths.clouds_yaml), "OS_CLOUD": "demo"}
+
+
+__all__ = ["PORTS", "ServiceFailed", "cleanup", "env", "install", "up"]
