@@ -37,7 +37,7 @@ DEMO_QUOTAS = {
     "compute": {"instances": 100, "cores": 400, "ram": 819200, "server_groups": 50,
                 "server_group_members": 50},
     "network": {"networks": 100, "subnets": 100, "ports": 1000, "routers": 50,
-                "floatingips": 100, "security_groups": 100, "security_group_rules": 1000},
+                "floating_ips": 100, "security_groups": 100, "security_group_rules": 1000},
     "volume": {"volumes": 200, "gigabytes": 10000, "snapshots": 200, "backups": 100},
 }  # fmt: skip
 
