@@ -252,6 +252,30 @@ def ensure_netns(name: str) -> None:
     _run(["ip", "-n", name, "link", "set", "lo", "up"])
 
 
+def host_route_conflict(cidr: str) -> str | None:
+    """A route of the host's own (not one of our bridges) that ``cidr`` overlaps, or None.
+
+    A tenant subnet such as the host's LAN would put the host's gateway address on a
+    bridge and cut the machine off the network: such a subnet's VMs boot, but the host
+    gets no address on it (they are unreachable from the host).
+    """
+    net = ipaddress.ip_network(cidr, strict=False)
+    if net.overlaps(ipaddress.ip_network("127.0.0.0/8")):
+        return "127.0.0.0/8 (loopback)"
+    out = _run(["ip", "-4", "-o", "route", "show", "table", "main"], check=False).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if not parts or parts[0] == "default":
+            continue
+        dev = parts[parts.index("dev") + 1] if "dev" in parts else ""
+        if dev.startswith(BRIDGE_PREFIX):
+            continue
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_network(parts[0], strict=False).overlaps(net):
+                return line.strip()
+    return None
+
+
 def ensure_bridge(name: str, gateways: list[str], mtu: int) -> None:
     if not link_exists(name):
         _run(["ip", "link", "add", "name", name, "mtu", str(mtu), "type", "bridge"])
@@ -259,6 +283,10 @@ def ensure_bridge(name: str, gateways: list[str], mtu: int) -> None:
         with contextlib.suppress(OSError):
             Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").write_text("1")
     for gw in gateways:
+        conflict = host_route_conflict(gw)
+        if conflict:
+            sys.stderr.write(f"netns: not putting {gw} on {name}: overlaps {conflict}\n")
+            continue
         _run(["ip", "addr", "replace", gw, "dev", name])
     _run(["ip", "link", "set", name, "up"])
 
