@@ -681,7 +681,7 @@ class _Stack:
             octavia_sync.result()
         cfg = self.octavia_config()
         self.sup.ensure_all(self.octavia_services(cfg))
-        boot.wait_volume_service(admin)
+        boot.wait_volume_service(admin, self)
         _log(f"OpenStack up in {time.monotonic() - t0:.0f}s; clouds.yaml: {self.paths.clouds_yaml}")
 
     def discover_hosts(self) -> None:

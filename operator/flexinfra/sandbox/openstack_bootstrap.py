@@ -8,6 +8,7 @@ when complete so a warm ``up`` skips it.
 
 from __future__ import annotations
 
+import datetime
 import time
 from typing import TYPE_CHECKING
 
@@ -147,9 +148,20 @@ def wait_computes(admin, hosts: list[str], stack: _Stack) -> None:
     """Until every nova-compute reports "up" (not merely listed) and is mapped to cell1."""
     names = [f"nova-compute-{h}" for h in hosts]
 
+    # "up" only means a heartbeat in the last minute: after a quick restart that may be the old
+    # process's. Wait for a heartbeat newer than the current process's start.
+    started = {h: _started_at(stack, f"nova-compute-{h}") for h in hosts}
+
     def services_up() -> bool:
         svcs = admin.compute.services(binary="nova-compute")
-        up = {s.host for s in svcs if s.state == "up" and s.status == "enabled"}
+        up = {
+            s.host
+            for s in svcs
+            if s.state == "up"
+            and s.status == "enabled"
+            and s.host in started
+            and _utc(s.updated_at) >= started[s.host]
+        }
         return set(hosts) <= up
 
     def nodes_exist() -> bool:
@@ -164,13 +176,39 @@ def wait_computes(admin, hosts: list[str], stack: _Stack) -> None:
         stamp.write_text(time.strftime("%F %T\n"))
 
 
-def wait_volume_service(admin) -> None:
-    def up() -> bool:
-        svcs = list(admin.block_storage.services())
-        ups = {s.binary for s in svcs if s.state == "up" and s.status == "enabled"}
-        return {"cinder-volume", "cinder-scheduler"} <= ups
+def _started_at(stack: _Stack, name: str) -> float:
+    """When the running service was started (its pid file is written then), minus 2 s slack."""
+    pidfile = stack.paths.pids / f"{name}.pid"
+    return pidfile.stat().st_mtime - 2 if pidfile.exists() else 0.0
 
-    _wait("cinder-volume and cinder-scheduler to report up", up, 180)
+
+def _utc(stamp: str | None) -> float:
+    """A Nova/Cinder ``updated_at`` (naive UTC, ISO 8601) as a Unix time."""
+    if not stamp:
+        return 0.0
+    t = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=datetime.UTC)
+    return t.timestamp()
+
+
+def wait_volume_service(admin, stack: _Stack) -> None:
+    """Until cinder-volume and cinder-scheduler heartbeat (a volume create fails before)."""
+    binaries = ("cinder-volume", "cinder-scheduler")
+    started = {b: _started_at(stack, b) for b in binaries}
+
+    def up() -> bool:
+        ups = {
+            s.binary
+            for s in admin.block_storage.services()
+            if s.state == "up"
+            and s.status == "enabled"
+            and s.binary in started
+            and _utc(s.updated_at) >= started[s.binary]
+        }
+        return set(binaries) <= ups
+
+    _wait("cinder-volume and cinder-scheduler to report up", up, 180, stack, binaries)
 
 
 # ================================================================================ resources

@@ -253,6 +253,8 @@ def _nova_common(c: Ctx, state: Path) -> dict[str, dict[str, object]]:
             "state_path": str(state),
             "transport_url": c.transport_url,
             "my_ip": HOST,
+            # heartbeats every 5 s (default 10): `up` waits for one after a (re)start
+            "report_interval": 5,
             "allow_resize_to_same_host": True,
             # only libvirt waits for vif-plugged events; be explicit anyway
             "vif_plugging_is_fatal": False,
@@ -328,6 +330,7 @@ def cinder(c: Ctx) -> str:
                 "allow_availability_zone_fallback": True,
                 "volumes_dir": str(d / "volumes"),
                 "osapi_volume_workers": 1,
+                "report_interval": 5,
             },
             "fake": {
                 "volume_driver": "cinder.tests.fake_driver.FakeLoggingVolumeDriver",

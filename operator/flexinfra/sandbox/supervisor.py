@@ -204,14 +204,28 @@ class Supervisor:
         return True
 
     def stop_all(self, grace: float = 10.0) -> list[str]:
-        """Stop every service this sandbox started, newest first."""
-        stopped = [name for name in reversed(self._order()) if self.stop(name, grace)]
+        """Stop every service this sandbox started (newest first), all within one ``grace``.
+
+        TERM goes to every service first and the grace period runs for all of them at once:
+        stopping ~20 services one after another, several of which take their time to shut down
+        gracefully (nova-compute), took 25-40 s.
+        """
+        names = list(reversed(self._order()))
         # pid files of services not in the order file (should not happen, but be thorough)
-        for pidfile in self.paths.pids.glob("*.pid") if self.paths.pids.exists() else []:
-            if self.stop(pidfile.stem, grace):
-                stopped.append(pidfile.stem)
+        if self.paths.pids.exists():
+            names += [p.stem for p in sorted(self.paths.pids.glob("*.pid")) if p.stem not in names]
+        running = {name: pid for name in names if (pid := self.pid(name)) is not None}
+        for pid in running.values():
+            _signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while any(pid_alive(p) for p in running.values()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for name, pid in running.items():
+            # also the group's leftovers (workers) when the leader is already gone
+            _signal_group(pid, signal.SIGKILL)
+            self._pidfile(name).unlink(missing_ok=True)
         (self.paths.pids / "order").unlink(missing_ok=True)
-        return stopped
+        return list(running)
 
     def status(self) -> dict[str, int | None]:
         return {name: self.pid(name) for name in self._order()}
