@@ -42,6 +42,13 @@ from flexinfra.sandbox.supervisor import SandboxError, ServiceFailed, ServiceSpe
 UV_VERSION = "0.13.9"
 PYTHON = "/usr/bin/python3"  # Debian's: python3-venv is in install-packages.sh
 
+#: every long-running service of the OpenStack part, as the supervisor names them
+SERVICES = (
+    "mariadb", "epmd", "rabbitmq", "keystone", "glance", "placement", "neutron", "nova-api",
+    "nova-conductor", "nova-scheduler", "cinder-api", "cinder-scheduler", "cinder-volume",
+    *(f"nova-compute-{h}" for h in COMPUTES), "octavia-api", "octavia-worker",
+)  # fmt: skip
+
 SECRET_NAMES = (
     "db", "rabbit", "admin", "service", "demo", "octavia_certs", "octavia_heartbeat",
 )  # fmt: skip
@@ -752,4 +759,4 @@ def env(paths: SandboxPaths) -> dict[str, str]:
     return {"OS_CLIENT_CONFIG_FILE": str(paths.clouds_yaml), "OS_CLOUD": "demo"}
 
 
-__all__ = ["PORTS", "ServiceFailed", "cleanup", "env", "install", "up"]
+__all__ = ["PORTS", "SERVICES", "ServiceFailed", "cleanup", "env", "install", "up"]
