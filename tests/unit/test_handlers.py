@@ -1,0 +1,157 @@
+"""Handler wiring, fast: the kopf handler functions with the reconcile core replaced.
+
+The cloud is faked here on purpose (this is about what the handler writes to Kubernetes:
+status patches, events, retries); the real cloud path is covered by tests/e2e and
+tests/sandbox.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import kopf
+import pytest
+
+from flexinfra.api.conditions import Reason
+from flexinfra.api.website import ServerStatus, WebSiteResources
+from flexinfra.cloud.errors import CloudError, TransientError
+from flexinfra.handlers import common
+from flexinfra.handlers import website as handler
+from flexinfra.reconcile.website import Outcome
+
+SPEC = {
+    "cloud": {"secretName": "tenant", "cloudName": "demo"},
+    "template": "web",
+    "replicas": 2,
+    "network": {"cidr": "10.20.1.0/24"},
+}
+TEMPLATES = {("fixweb", "web"): [{"image": "cirros", "flavor": "m1.tiny"}]}
+
+
+def body(spec=None, status=None, generation=1) -> kopf.Body:
+    raw = {
+        "apiVersion": "flexinfra.io/v1alpha1", "kind": "WebSite",
+        "metadata": {"name": "client-a", "namespace": "fixweb", "uid": "u-1",
+                     "generation": generation},
+        "spec": copy.deepcopy(spec or SPEC),
+    }
+    if status is not None:
+        raw["status"] = status
+    return kopf.Body(raw)
+
+
+@pytest.fixture
+def events(monkeypatch):
+    seen: list[tuple[str, str, str]] = []
+    monkeypatch.setattr(kopf, "info", lambda b, reason, message: seen.append(("Normal", reason,
+                                                                              message)))
+    monkeypatch.setattr(kopf, "warn", lambda b, reason, message: seen.append(("Warning", reason,
+                                                                              message)))
+    return seen
+
+
+@pytest.fixture
+def cloud(monkeypatch):
+    """Replace the gateway and the reconcile core; record the calls."""
+    calls: list = []
+    state = {"outcome": None, "raise": None}
+
+    def fake_reconcile(owner, spec, template, gateway):
+        calls.append((owner, spec, template))
+        if state["raise"]:
+            raise state["raise"]
+        return state["outcome"]
+
+    monkeypatch.setattr(handler, "gateway_for", lambda ns, cloud: object())
+    monkeypatch.setattr(handler, "reconcile_website", fake_reconcile)
+    state["calls"] = calls
+    return state
+
+
+def ready_outcome() -> Outcome:
+    return Outcome(
+        ready=True, reason=Reason.RECONCILED, message="2/2 servers serving",
+        resources=WebSiteResources(network="n1", servers=[ServerStatus(name="s0", id="i0")]),
+        url="http://203.0.113.10", ready_replicas=2,
+        events=[("Created", "network fi-fixweb-client-a-net created")],
+    )
+
+
+def run(b: kopf.Body, from_timer=False, retry=0) -> kopf.Patch:
+    patch = kopf.Patch()
+    handler.run(b, patch, TEMPLATES, retry=retry, from_timer=from_timer)
+    return patch
+
+
+def applied(b: kopf.Body, patch: kopf.Patch) -> kopf.Body:
+    raw = dict(b)
+    raw["status"] = {**(b.get("status") or {}), **patch.get("status", {})}
+    return kopf.Body(raw)
+
+
+def test_ready_outcome_is_written_once_then_nothing(cloud, events):
+    cloud["outcome"] = ready_outcome()
+    b = body()
+    patch = run(b)
+    status = patch["status"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True" and ready["reason"] == "Reconciled"
+    assert ready["observedGeneration"] == 1
+    assert status["url"] == "http://203.0.113.10"
+    assert status["resources"]["network"] == "n1"
+    assert ("Normal", "Created", "network fi-fixweb-client-a-net created") in events
+
+    # the same outcome again (a drift round finding nothing): no write, no event
+    events.clear()
+    cloud["outcome"].events = []
+    second = run(applied(b, patch), from_timer=True)
+    assert "status" not in second or not second["status"]
+    assert events == []
+
+
+def test_busy_outcome_asks_kopf_to_come_back(cloud, events):
+    out = ready_outcome()
+    out.ready, out.reason, out.requeue_after = False, Reason.PROGRESSING, 5.0
+    out.message = "waiting for load balancer ACTIVE"
+    cloud["outcome"] = out
+    with pytest.raises(kopf.TemporaryError) as err:
+        run(body())
+    assert err.value.delay == 5.0
+
+
+def test_invalid_spec_is_a_condition_and_reaches_no_cloud(cloud, events):
+    bad = {**SPEC, "network": {"cidr": "10.20.1.0/24", "existingNetwork": "x"}}
+    patch = run(body(spec=bad))
+    ready = next(c for c in patch["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "InvalidSpec"
+    assert "exactly one" in ready["message"]
+    assert cloud["calls"] == []
+    assert events and events[0][0] == "Warning"
+
+
+def test_missing_template_names_it(cloud, events):
+    patch = run(body(spec={**SPEC, "template": "nope"}))
+    ready = next(c for c in patch["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidSpec" and "'nope'" in ready["message"]
+    assert cloud["calls"] == []
+
+
+def test_transient_error_retries_with_backoff(cloud, events):
+    cloud["raise"] = TransientError("network: 503 from the cloud")
+    with pytest.raises(kopf.TemporaryError) as err:
+        run(body(), retry=3)
+    assert err.value.delay == pytest.approx(min(5.0 * 2**3, 120.0))
+
+
+def test_cloud_error_is_a_condition_not_a_retry_storm(cloud, events):
+    cloud["raise"] = CloudError("quota exceeded for instances: raise the quota or lower replicas")
+    patch = run(body())
+    ready = next(c for c in patch["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "CloudError" and "quota" in ready["message"]
+
+
+def test_timer_skips_while_a_change_handler_holds_the_object(cloud, events):
+    cloud["outcome"] = ready_outcome()
+    with common.object_lock("u-1", wait=True):
+        patch = run(body(), from_timer=True)
+    assert cloud["calls"] == [] and not patch
