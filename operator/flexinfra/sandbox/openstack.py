@@ -252,6 +252,7 @@ class _Stack:
         self.sup = sup
         self.venv = paths.openstack_venv
         self.bin = self.venv / "bin"
+        self.pending_restarts: set[str] = set()
         ids_file = paths.state / "openstack-ids.json"
         self.ids_file = ids_file
         self.ctx = Ctx(
@@ -266,11 +267,18 @@ class _Stack:
     # --- config files: a changed file restarts the services that read it ------------------
     def config(self, rel: str, text: str, services: tuple[str, ...]) -> Path:
         path = self.paths.etc / rel
-        if _write(path, text) and any(self.sup.pid(s) for s in services):
-            _log(f"{rel} changed: restarting {', '.join(services)}")
-            for s in services:
-                self.sup.stop(s)
+        if _write(path, text):
+            running = [s for s in services if self.sup.pid(s)]
+            if running:
+                _log(f"{rel} changed: restarting {', '.join(running)}")
+                self.pending_restarts.update(running)
         return path
+
+    def stop_pending(self) -> None:
+        """Stop the services whose config changed, all at once; ``ensure`` starts them again."""
+        if self.pending_restarts:
+            self.sup.stop_many(sorted(self.pending_restarts))
+            self.pending_restarts.clear()
 
     def copy_wheel_file(self, src_rel: str, dst_rel: str) -> Path:
         src = self.venv / src_rel
@@ -299,6 +307,7 @@ class _Stack:
         rdir = d / "rabbitmq"
         (rdir / "home").mkdir(parents=True, exist_ok=True)
         erl_env = {"ERL_EPMD_PORT": str(PORTS["epmd"]), "ERL_EPMD_ADDRESS": HOST}
+        self.stop_pending()
         self.sup.ensure_all(
             [
                 ServiceSpec(
@@ -656,6 +665,7 @@ class _Stack:
         self.infra()
         _log(f"MariaDB and RabbitMQ up ({time.monotonic() - t0:.0f}s)")
         files = self.write_configs()
+        self.stop_pending()
         self.octavia_ca()
         syncs = self.db_syncs(files)
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="dbsync") as pool:
@@ -687,6 +697,7 @@ class _Stack:
                 _mark(self.paths, "resources")
             octavia_sync.result()
         cfg = self.octavia_config()
+        self.stop_pending()
         self.sup.ensure_all(self.octavia_services(cfg))
         boot.wait_volume_service(admin, self)
         _log(f"OpenStack up in {time.monotonic() - t0:.0f}s; clouds.yaml: {self.paths.clouds_yaml}")

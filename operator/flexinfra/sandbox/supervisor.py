@@ -214,6 +214,15 @@ class Supervisor:
         # pid files of services not in the order file (should not happen, but be thorough)
         if self.paths.pids.exists():
             names += [p.stem for p in sorted(self.paths.pids.glob("*.pid")) if p.stem not in names]
+        stopped = self.stop_many(names, grace)
+        (self.paths.pids / "order").unlink(missing_ok=True)
+        return stopped
+
+    def stop_many(self, names: Sequence[str], grace: float = 10.0) -> list[str]:
+        """Stop several services at once (TERM to all, one shared grace, then KILL).
+
+        Returns those that were running.
+        """
         running = {name: pid for name in names if (pid := self.pid(name)) is not None}
         for pid in running.values():
             _signal_group(pid, signal.SIGTERM)
@@ -224,7 +233,6 @@ class Supervisor:
             # also the group's leftovers (workers) when the leader is already gone
             _signal_group(pid, signal.SIGKILL)
             self._pidfile(name).unlink(missing_ok=True)
-        (self.paths.pids / "order").unlink(missing_ok=True)
         return list(running)
 
     def status(self) -> dict[str, int | None]:
