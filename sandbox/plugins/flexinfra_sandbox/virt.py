@@ -325,6 +325,11 @@ class NetnsDriver(fake.FakeDriverWithoutFakeNodes):
             return b""
 
     # --- volumes --------------------------------------------------------------------------
+    def default_root_device_name(self, instance, image_meta, root_bdm):
+        """virtio names, as libvirt/KVM gives them: volumes then become /dev/vdb, /dev/vdc...
+        (and appear in the guest at /mnt/vdb...), not Nova's fallback /dev/sdb."""
+        return "/dev/vda"
+
     def attach_volume(self, context, connection_info, instance, mountpoint, disk_bus=None,
                       device_type=None, encryption=None):
         """The volume's directory appears at ``/mnt/<device>`` and ``/mnt/volumes/<id>``,
