@@ -22,6 +22,11 @@
 #
 # Idempotent: with the binary present it exits at once. Takes ~5 min on 2 cores.
 set -euo pipefail
+# The whole script is one block, read before it runs: editing or updating this file while a
+# build is running cannot change what the running build executes. (shellcheck cannot follow the
+# functions called through `step` and `trap` inside such a block, hence SC2317.)
+# shellcheck disable=SC2317
+{
 
 KUBE_VERSION=1.20.2
 CACHE="${FLEXINFRA_CACHE:-$HOME/.cache/flexinfra}"
@@ -67,9 +72,11 @@ BUILD=$(mktemp -d "$KUBE/build.XXXXXX")
 STEP_LOG="$BUILD/step.log"
 CURRENT_STEP=""
 
+MAIN_PID=$BASHPID
 on_exit() {
   local rc=$?
-  if [ $rc -ne 0 ]; then
+  [ "$BASHPID" = "$MAIN_PID" ] || return 0
+  if [ "$rc" -ne 0 ]; then
     log "FAILED at step: ${CURRENT_STEP:-?} (exit $rc)"
     if [ -s "$STEP_LOG" ]; then
       log "last lines of $STEP_LOG:"
@@ -83,7 +90,7 @@ trap on_exit EXIT
 # step NAME CMD...: run CMD with its output in $STEP_LOG (shown on failure), timing it.
 step() {
   CURRENT_STEP="$1"; shift
-  local t=$(date +%s)
+  local t; t=$(date +%s)
   log "$CURRENT_STEP ..."
   : >"$STEP_LOG"
   "$@" >>"$STEP_LOG" 2>&1
@@ -112,6 +119,9 @@ APT_OPTS=(
   -o "Debug::NoLocking=1"
 )
 apt_private() { apt-get -q "${APT_OPTS[@]}" "$@"; }
+# apt_in DIR ARGS...: apt-get download/source write into the current directory
+# (no subshell: a failing subshell would run the EXIT trap inside the step's log redirection)
+apt_in() { cd "$1"; shift; apt_private "$@"; cd "$KUBE"; }
 
 have_debs() {
   local p
@@ -120,22 +130,20 @@ have_debs() {
 have_source() { compgen -G "$DL/src/kubernetes_*${KUBE_VERSION}-*.dsc" >/dev/null; }
 
 if ! have_debs || ! have_source; then
-  step "apt-get update (private lists in $APTDIR)" apt_private update
+  step "apt-get update (private lists in $APTDIR)" apt_private update --error-on=any
 fi
 
 # Download into a temp dir, then move into place: an interrupted download never looks complete.
 if ! have_debs; then
   rm -rf "$DL/debs.tmp"; mkdir -p "$DL/debs.tmp"
   step "apt-get download ${DEBS[*]}" \
-    bash -c 'cd "$1" && shift && apt-get -q "$@"' _ "$DL/debs.tmp" "${APT_OPTS[@]}" \
-    download "${DEBS[@]}"
+    apt_in "$DL/debs.tmp" download "${DEBS[@]}"
   rm -rf "$DL/debs"; mv "$DL/debs.tmp" "$DL/debs"
 fi
 if ! have_source; then
   rm -rf "$DL/src.tmp"; mkdir -p "$DL/src.tmp"
   step "apt-get source --download-only kubernetes" \
-    bash -c 'cd "$1" && shift && apt-get -q "$@"' _ "$DL/src.tmp" "${APT_OPTS[@]}" \
-    source --download-only kubernetes
+    apt_in "$DL/src.tmp" source --download-only kubernetes
   rm -rf "$DL/src"; mv "$DL/src.tmp" "$DL/src"
   have_source || { CURRENT_STEP="check source version"
     log "bookworm's kubernetes source is not $KUBE_VERSION: $(ls "$DL/src")"; exit 1; }
@@ -193,9 +201,9 @@ openapi_inputs() {
   # staging/src/ named as its vendor/ twin) that has a `// +k8s:` tag and `+k8s:openapi-gen=`,
   # minus code-generator and sample-apiserver; packages named k8s.io/kubernetes/<dir>.
   find -H . -not \( \( -path './_*' -o -path './.*' -o -path ./vendor \) -prune \) \
-      -type f -name '*.go' \
-    | xargs grep --color=never -l '^// *+k8s:' \
-    | xargs grep --color=never -l '+k8s:openapi-gen=' \
+      -type f -name '*.go' -print0 \
+    | xargs -0 grep --color=never -lZ '^// *+k8s:' \
+    | xargs -0 grep --color=never -l '+k8s:openapi-gen=' \
     | sed -e 's|^\./||' -e 's|^staging/src/|vendor/|' -e 's|/[^/]*$||' \
     | LC_ALL=C sort -u \
     | grep -v -e '^vendor/k8s.io/code-generator/' -e '^vendor/k8s.io/sample-apiserver/' \
@@ -257,3 +265,4 @@ mv -f "$OUT/.kube-apiserver.tmp.$$" "$TARGET"
 cd /
 rm -rf "$BUILD"
 log "installed $TARGET; build took $(( $(date +%s) - T0 ))s"
+}; exit $?

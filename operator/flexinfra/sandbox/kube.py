@@ -287,6 +287,11 @@ def _apiserver_spec(paths: SandboxPaths) -> ServiceSpec:
 def up(paths: SandboxPaths, sup: Supervisor) -> None:
     """Start etcd and kube-apiserver (a no-op when they run) and write the kubeconfig."""
     paths.ensure_dirs()
+    if not os.access(paths.kube_bin / "kube-apiserver", os.X_OK):
+        raise SandboxError(
+            f"no kube-apiserver in {paths.kube_bin}: run the install step first "
+            f"(flexinfra sandbox up does; or bash {_build_script(paths)})"
+        )
     etc = _ensure_pki(paths)
     (paths.data / "etcd").mkdir(parents=True, exist_ok=True, mode=0o700)
     sup.ensure(_etcd_spec(paths))
