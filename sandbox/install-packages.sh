@@ -16,9 +16,6 @@ PACKAGES=(
   build-essential python3-dev python3-venv libffi-dev libssl-dev pkg-config
 )
 
-# kubectl: Debian's kubernetes-client (1.20, matching the sandbox apiserver) unless one exists
-command -v kubectl >/dev/null 2>&1 || PACKAGES+=(kubernetes-client)
-
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,17 +28,26 @@ def conn(paths):
 
 
 @pytest.fixture(scope="module")
-def namespace(kube, paths):
+def operator_box(kube, paths, tmp_path_factory):
+    """A namespace with credentials and an operator watching it; torn down in order:
+    objects deleted while the operator still runs (so finalizers are honoured), then it stops."""
     ns = unique("e2e")
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     kube.apply(tenant_secret(ns, paths.clouds_yaml))
-    yield ns
-    kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+    op = Operator(paths.kubeconfig, ns, Path(tmp_path_factory.mktemp("operator")))
+    op.start()
+    yield ns, op
+    try:
+        kube.delete_namespace(ns)
+    finally:
+        op.stop()
 
 
 @pytest.fixture(scope="module")
-def operator(kube, namespace, paths, tmp_path_factory) -> Operator:
-    op = Operator(paths.kubeconfig, namespace, Path(tmp_path_factory.mktemp("operator")))
-    op.start()
-    yield op
-    op.stop()
+def namespace(operator_box):
+    return operator_box[0]
+
+
+@pytest.fixture(scope="module")
+def operator(operator_box) -> Operator:
+    return operator_box[1]

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -66,10 +67,15 @@ class Kube:
         self.api = kubernetes.config.new_client_from_config(str(kubeconfig))
         self.core = kubernetes.client.CoreV1Api(self.api)
         self.custom = kubernetes.client.CustomObjectsApi(self.api)
+        # kubectl caches discovery/OpenAPI for minutes: stale right after a CRD changes
+        self.cache_dir = tempfile.mkdtemp(prefix="flexinfra-kubectl-cache-")
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True
                 ) -> subprocess.CompletedProcess:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        from flexinfra.sandbox import kube
+
+        env = {**os.environ, **kube.env(SandboxPaths.from_env()),
+               "KUBECONFIG": str(self.kubeconfig), "KUBECACHEDIR": self.cache_dir}
         return subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True,
                               env=env, check=check, timeout=60)
 
@@ -118,6 +124,23 @@ class Kube:
                 return obj
             return None
         return wait_for(check, timeout, f"{plural}/{name} Ready={status} reason={reason}")
+
+    def delete_namespace(self, namespace: str) -> None:
+        """The sandbox has no controller-manager: empty the namespace, then finalize it."""
+        for plural in ("websites", "sitetemplates", "galeraclusters", "glustervolumes"):
+            self.kubectl("-n", namespace, "delete", plural, "--all", "--wait=false",
+                         check=False)
+        wait_for(lambda: not any(
+            self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]
+            for p in ("websites", "galeraclusters", "glustervolumes")), 300,
+            f"flexinfra objects of {namespace} gone (finalizers released)")
+        self.kubectl("-n", namespace, "delete", "secrets,configmaps,events", "--all",
+                     check=False)
+        self.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace},
+                "spec": {"finalizers": []}}
+        self.kubectl("replace", "--raw", f"/api/v1/namespaces/{namespace}/finalize", "-f", "-",
+                     input=json.dumps(body), check=False)
 
     def events(self, namespace: str, name: str) -> list[dict]:
         items = self.core.list_namespaced_event(

@@ -50,6 +50,7 @@ def test_crd_schema_is_structural(kind):
         assert "$ref" not in node and "anyOf" not in node and "allOf" not in node, path
         assert node.get("additionalProperties") is not False, path
         assert "title" not in node and "examples" not in node, path
+        assert node.get("default", "unset") not in ("", None), f"{path}: empty default"
         if "x-kubernetes-preserve-unknown-fields" not in node and not path.endswith(
             ".metadata"
         ):

@@ -44,11 +44,12 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
             branches = [b for b in node[union] if b.get("type") != "null"]
             nullable = len(branches) < len(node[union])
             if len(branches) == 1:
+                # Optional[X] is X that may be absent: nothing writes nulls (every dump uses
+                # exclude_none), and `nullable` would hide the type from `kubectl explain`
+                # (1.20 publishes OpenAPI v2, which has no nullable)
                 merged = {**branches[0], **{k: v for k, v in node.items() if k != union}}
-                if nullable:
-                    merged["nullable"] = True
-                    if merged.get("default", "missing") is None:
-                        merged.pop("default")
+                if nullable and merged.get("default", "missing") is None:
+                    merged.pop("default")
                 return _resolve(merged, defs)
             # several real alternatives: keep it structural by allowing any value
             rest = {k: v for k, v in node.items() if k not in (union, "default")}
@@ -57,6 +58,9 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
         node["enum"] = [node.pop("const")]
     if node.get("additionalProperties") is False:
         node.pop("additionalProperties")
+    if "default" in node and node["default"] in ("", None):
+        # kube-apiserver 1.20 turns an empty-string default into null and rejects the CRD
+        node.pop("default")
     out = {}
     for key, value in node.items():
         if key in _DROP:

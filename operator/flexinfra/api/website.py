@@ -189,7 +189,7 @@ class WebSiteSpec(ApiModel):
     )
     network: NetworkSpec
     load_balancer: LoadBalancerSpec = Field(default_factory=LoadBalancerSpec)
-    public_ip: PublicIPSpec = Field(default_factory=PublicIPSpec)
+    public_ip: PublicIPSpec = Field(default_factory=PublicIPSpec, alias="publicIP")
     ingress: list[IngressRule] = Field(
         default_factory=list,
         max_length=64,
@@ -227,7 +227,7 @@ class WebSiteResources(StatusModel):
     load_balancer: str | None = None
     listeners: dict[str, str] = Field(default_factory=dict, description="port -> listener ID")
     pools: dict[str, str] = Field(default_factory=dict, description="port -> pool ID")
-    floating_ip: FloatingIPStatus | None = None
+    floating_ip: FloatingIPStatus | None = Field(default=None, alias="floatingIP")
 
 
 class WebSiteStatus(StatusModel):
