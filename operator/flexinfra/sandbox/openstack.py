@@ -675,10 +675,12 @@ class _Stack:
             _write_clouds_yaml(self.paths, self.ctx.secrets)
             from flexinfra.sandbox import openstack_bootstrap as boot
 
-            admin = boot.connect(self.paths, "admin")
             if not _done(self.paths, "identity"):
-                boot.identity(admin, self.ctx)
+                boot.identity(boot.connect(self.paths, "admin"), self.ctx)
                 _mark(self.paths, "identity")
+            # a new connection: the first one's token carries the catalog from before the
+            # endpoints existed, and openstacksdk disables services missing from it
+            admin = boot.connect(self.paths, "admin")
             _log(f"Keystone up ({time.monotonic() - t0:.0f}s)")
             for n, f in futures.items():
                 if n != "octavia":
