@@ -19,6 +19,7 @@ from typing import Any
 
 import kubernetes
 import openstack
+import openstack.config
 import yaml
 
 from flexinfra.api import GROUP, VERSION
@@ -232,7 +233,9 @@ def unique(prefix: str) -> str:
 
 
 def cloud(clouds_yaml: Path, name: str = "demo") -> openstack.connection.Connection:
-    return openstack.connect(cloud=name, config_files=[str(clouds_yaml)])
+    region = openstack.config.OpenStackConfig(
+        config_files=[str(clouds_yaml)], load_envvars=False).get_one(cloud=name)
+    return openstack.connection.Connection(config=region)
 
 
 def owned_by(conn: openstack.connection.Connection, uid: str) -> dict[str, list[str]]:
