@@ -328,8 +328,13 @@ def test_scale_down_drains_members_before_the_server_goes():
     assert ("delete", "server") not in verbs  # next pass, once the members are gone
     tenant.apply(plan)
     plan, _ = P.plan_site(down, tenant.observe(down))
-    deleted = [a.name for a in plan.actions if a.verb == "delete" and a.kind == "server"]
-    assert deleted == ["fi-ns-site-web-2", "fi-ns-site-web-1"]
+    deleted = [
+        (a.name, a.reason) for a in plan.actions if a.verb == "delete" and a.kind == "server"
+    ]
+    assert deleted == [
+        ("fi-ns-site-web-2", "scale down to 1"),
+        ("fi-ns-site-web-1", "scale down to 1"),
+    ]
     converge(tenant, down)
     assert [s.name for s in tenant.objs["server"].values()] == ["fi-ns-site-web-0"]
     assert len(tenant.objs["port"]) == 1  # the freed ports went too

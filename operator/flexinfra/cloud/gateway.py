@@ -267,6 +267,10 @@ class Gateway:
         self._lookups[(kind, key)] = (time.monotonic(), value)
         return value
 
+    def forget_lookups(self) -> None:
+        """A create refused with 'not found' means the cloud changed under the cache."""
+        self._lookups.clear()
+
     def find_image_id(self, name_or_id: str) -> str | None:
         def fetch() -> str | None:
             image = self.call(

@@ -570,15 +570,12 @@ class Planner:
                         )
             self.plan.waiting.append(f"{v.obj.name} draining from the pools")
             return
-        why = (
-            "failed"
-            if v.status in FAILED
-            else (
-                "replaced (template or zone changed)"
-                if v.template_hash != self.intent.template_hash or v.status == ACTIVE
-                else "not needed"
-            )
-        )
+        if v.status in FAILED:
+            why = f"failed ({v.status})"
+        elif is_current(v, self.intent):
+            why = f"scale down to {self.intent.replicas}"
+        else:
+            why = "replaced (template or zone changed)"
         self.add("delete", "server", v.obj.name, why, None, v.obj.id)
 
     def _create_server(self, index, zone, network_id, subnet_id, sg_id, group_id) -> None:

@@ -64,7 +64,13 @@ class Executor:
                 self.result.skipped.append(action)
                 continue
             params = {k: self.resolve(v) for k, v in action.params.items()}
-            obj = self._apply(action, params)
+            try:
+                obj = self._apply(action, params)
+            except FlexinfraError as err:
+                if "could not be found" in err.message or "not found" in err.message.lower():
+                    self.gw.forget_lookups()  # e.g. a flavor re-created: look it up again
+                    self.gw.invalidate()
+                raise
             if obj is not None and action.key:
                 self.result.created[action.key] = obj
             self.result.done.append(action)
