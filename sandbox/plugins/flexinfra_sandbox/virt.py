@@ -10,7 +10,8 @@ server's user_data run at its first boot, volumes as directories mounted inside.
 Semantics, chosen to match a real KVM guest with cloud-init:
 
 * spawn boots the guest; user_data (``#!`` script, or cloud-config ``write_files`` +
-  ``runcmd`` + ``bootcmd``) runs **once per instance**, at first boot;
+  ``runcmd`` + ``bootcmd``) runs **once per instance**, at first boot, after the
+  config-drive/personality files (``injected_files``, mode 0600) are written;
 * stop sends TERM to every process of the guest (KILL after Nova's shutdown timeout);
   start, and soft or hard reboot, boot it again: ``bootcmd`` and ``/etc/rc.local`` run at every
   boot, user_data does not (as with cloud-init on a real image, whose services come back
@@ -224,7 +225,17 @@ class NetnsDriver(fake.FakeDriverWithoutFakeNodes):
             }
             try:
                 vm.prepare_dirs()
-                (vm.dir / "boot.json").write_text(json.dumps(netns.parse_user_data(raw)))
+                plan = netns.parse_user_data(raw)
+                # personality / config-drive files (Octavia's amphora config and certs):
+                # cloud-init writes them at first boot, before user_data
+                plan["write_files"][:0] = [
+                    {"path": path,
+                     "content_b64": base64.b64encode(
+                         data if isinstance(data, bytes) else str(data).encode()).decode(),
+                     "permissions": "0600", "owner": "root:root", "append": False}
+                    for path, data in injected_files or []
+                ]
+                (vm.dir / "boot.json").write_text(json.dumps(plan))
                 vm.save()
                 netns.ensure_network(vm)
                 if power_on:
