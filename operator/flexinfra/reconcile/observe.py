@@ -123,7 +123,8 @@ def observe_site(
         obs.overlapping_subnets = sorted(
             f"{s.name or s.id} ({s.get('cidr')})"
             for s in snap.of("subnet")
-            if s.get("cidr")
+            if f"subnet:{s.name}" not in obs.untagged  # ours, tags not visible yet: adopted
+            and s.get("cidr")
             and ipaddress.ip_network(s.get("cidr"), strict=False).version == 4
             and ipaddress.ip_network(s.get("cidr"), strict=False).overlaps(mine)
         )

@@ -81,7 +81,13 @@ def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome
     if plan.actions:
         check_quota(gateway, plan, observed)
     known = _known(observed)
-    execution = Executor(gateway, known).run(plan.actions)
+    try:
+        execution = Executor(gateway, known).run(plan.actions)
+    except Exception:
+        # some writes may have happened (or a lost response may hide one): never plan the
+        # next pass from the old snapshot, or the same objects would be created twice
+        gateway.invalidate()
+        raise
     for reason, message in execution.events:
         log.info("%s/%s: %s %s", owner.namespace, owner.name, reason, message)
     busy = bool(plan.actions or plan.waiting or execution.lb_busy)
