@@ -211,3 +211,42 @@ def test_neutron_500_and_lost_response_converge_without_duplicates(clouds_text):
             proxy.clear()
             tear_down(owner, gateway)
         assert gateway.inventory(max_age=0).owned(owner.uid) == {}
+
+
+def test_nova_and_octavia_faults_are_retried_and_converge(clouds_text):
+    """500s on Nova's server list (retried inside the call), a 503 + Retry-After on server
+    create (retried: not processed), a 409 on Octavia member create (next pass)."""
+    from urllib.parse import urlsplit
+
+    from tests.faultproxy import Fault, FaultProxy
+
+    probe = ConnectionCache().get("probe2", "1", clouds_text, "demo")
+    compute_up = probe.conn.compute.get_endpoint()
+    lb_up = probe.conn.load_balancer.get_endpoint()
+    data = yaml.safe_load(clouds_text)
+    with FaultProxy(compute_up) as nova, FaultProxy(lb_up) as octavia:
+        demo = data["clouds"]["demo"]
+        demo["compute_endpoint_override"] = nova.url + urlsplit(compute_up).path
+        # Octavia's versioned root answers 401 to discovery: give the unversioned one
+        demo["load_balancer_endpoint_override"] = octavia.url + "/"
+        gateway = ConnectionCache().get("faulty2", "1", yaml.safe_dump(data), "demo")
+        owner = new_owner("faults2")
+        spec = site_spec(gateway, "10.201.4.0/24", replicas=1)
+        template = sandbox_template(gateway)
+        listing = nova.inject(Fault("GET", r"/servers/detail", status=500, times=2))
+        create = nova.inject(Fault("POST", r"/servers$", status=503, headers={"Retry-After": "1"}))
+        member = octavia.inject(Fault("POST", r"/members$", status=409, times=1))
+        try:
+            before = total_calls(service="compute")
+            outcome, seconds, passes = drive(owner, spec, template, gateway)
+            print(f"READY through faults in {seconds:.1f}s, {passes} passes")
+            assert outcome.ready and outcome.ready_replicas == 1
+            assert (listing.hits, create.hits, member.hits) == (2, 1, 1)
+            assert total_calls(service="compute") > before
+            servers = [s for s in gateway.conn.compute.servers() if s.name.startswith(owner.prefix)]
+            assert len(servers) == 1, "a retried create must not duplicate the server"
+        finally:
+            nova.clear()
+            octavia.clear()
+            tear_down(owner, gateway)
+        assert gateway.inventory(max_age=0).owned(owner.uid) == {}
