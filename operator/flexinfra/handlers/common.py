@@ -58,7 +58,7 @@ def conditions_for(
     progressing: bool,
     degraded: bool = False,
     degraded_reason: Reason | str = Reason.AS_EXPECTED,
-    degraded_message: str = "",
+    degraded_message: str = "no problem seen",
 ) -> list[Condition]:
     conds = set_condition(old, ConditionType.READY, ready, reason, message, generation)
     conds = set_condition(
@@ -66,7 +66,7 @@ def conditions_for(
         ConditionType.PROGRESSING,
         progressing,
         reason if progressing else Reason.RECONCILED,
-        message if progressing else "",
+        message if progressing else "nothing in progress",
         generation,
     )
     return set_condition(
