@@ -360,6 +360,14 @@ def test_load_balancer_listener_pool_member_active(cloud):
     assert lbc.get_pool(pool.id).provisioning_status == "ACTIVE"
     assert lbc.get_member(member.id, pool.id).provisioning_status == "ACTIVE"
 
+    # the amphora is a VM too: Octavia's config-drive files land in its own /etc only
+    amps = list(connect("admin").load_balancer.amphorae(loadbalancer_id=lb.id))
+    assert amps and all(a.compute_id for a in amps)
+    for amp in amps:
+        agent_conf = vm_dir(amp.compute_id) / "upper/etc/octavia/amphora-agent.conf"
+        assert agent_conf.exists(), f"amphora {amp.compute_id} has no amphora-agent.conf"
+    assert not Path("/etc/octavia/amphora-agent.conf").exists()
+
     cloud.teardown()
     assert_nothing_left(cloud)
     assert [x.name for x in lbc.load_balancers() if (x.name or "").startswith(cloud.tag)] == []
