@@ -333,6 +333,10 @@ chmod +x /etc/rc.local
     cloud.conn.compute.wait_for_server(server, status="ACTIVE", interval=0.2, wait=60)
     assert http_get(url, expect="boots=3").strip() == "userdata=1 boots=3"
 
+    cloud.conn.compute.reboot_server(server, "SOFT")
+    cloud.conn.compute.wait_for_server(server, status="ACTIVE", interval=0.2, wait=60)
+    assert http_get(url, expect="boots=4").strip() == "userdata=1 boots=4"
+
     cloud.teardown()
     assert_nothing_left(cloud)
 

@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import random
-import signal
 import subprocess
 import time
 import uuid
@@ -143,9 +142,8 @@ chmod +x /etc/rc.local && /etc/rc.local
 """)
     url = f"http://{fixed_ip(server)}:8080/"
     http_get(url, expect="alive")
-    state = json.loads((PATHS.data / "vms" / server.id / "state.json").read_text())
     t0 = time.monotonic()
-    os.kill(state["init_pid"], signal.SIGKILL)
+    assert vms.power_cut(PATHS, server.id) is True
     cloud.conn.compute.wait_for_server(server, status="SHUTOFF", interval=0.2, wait=60)
     took = time.monotonic() - t0
     assert took < 15, f"SHUTOFF only after {took:.1f}s"
@@ -154,6 +152,21 @@ chmod +x /etc/rc.local && /etc/rc.local
     cloud.conn.compute.start_server(server)
     cloud.conn.compute.wait_for_server(server, status="ACTIVE", interval=0.2, wait=60)
     assert http_get(url, expect="alive").strip() == "alive"
+
+    cloud.teardown()
+    assert_nothing_left(cloud)
+
+
+def test_kill_1_inside_the_vm_powers_it_off(cloud):
+    """``kill -TERM 1`` from inside (the init is PID 1 of the VM) is a clean poweroff."""
+    net, _ = cloud.network("10.199.35.0/24")
+    server = cloud.server(net, """#!/bin/sh
+mkdir -p /srv/www && cd /srv/www && echo up > index.html
+nohup python3 -m http.server 8080 >/dev/null 2>&1 &
+(sleep 2; kill -TERM 1) &
+""")
+    cloud.conn.compute.wait_for_server(server, status="SHUTOFF", interval=0.2, wait=30)
+    assert netns_pids(server.id) == []
 
     cloud.teardown()
     assert_nothing_left(cloud)

@@ -64,3 +64,18 @@ def leftovers(paths: SandboxPaths) -> dict[str, list[str]]:
             if n.startswith((net.VETH_PREFIX, net.BRIDGE_PREFIX))
         ),
     }
+
+
+def power_cut(paths: SandboxPaths, server_id: str) -> bool:
+    """Pull the plug of a running VM: SIGKILL its init, which takes every process of the
+    VM with it. Nova then shows the server SHUTOFF within about a second (the driver's
+    lifecycle event), as after a crashed hypervisor guest; ``start`` boots it again.
+
+    For fault-injection tests (a Galera or Gluster node dying). Returns False when the VM
+    was not running.
+    """
+    net = plumbing(paths)
+    vm = net.Vm(paths.data, server_id)
+    if not vm.exists():
+        return False
+    return net.stop(vm.load(), grace=0)
