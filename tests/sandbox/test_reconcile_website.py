@@ -250,3 +250,65 @@ def test_nova_and_octavia_faults_are_retried_and_converge(clouds_text):
             octavia.clear()
             tear_down(owner, gateway)
         assert gateway.inventory(max_age=0).owned(owner.uid) == {}
+
+
+def test_drift_repaired_and_retained_address_survives_recreation(gateway):
+    """Delete a server and the load balancer behind the operator's back: both come back and
+    the floating IP moves to the new VIP. Then delete the site with publicIP.retain and
+    re-create it under a new UID: the same address is adopted."""
+    owner = new_owner("drift")
+    template = sandbox_template(gateway)
+    spec = site_spec(gateway, "10.201.5.0/24", publicIP={"retain": True})
+    second = Owner(uid=str(uuid.uuid4()), namespace=owner.namespace, name=owner.name)
+    try:
+        outcome, _, _ = drive(owner, spec, template, gateway)
+        address = outcome.resources.floating_ip.address
+        victim = outcome.resources.servers[0].id
+        gateway.conn.compute.delete_server(victim)
+        gateway.conn.load_balancer.delete_load_balancer(
+            outcome.resources.load_balancer, cascade=True
+        )
+        gateway.invalidate()
+        outcome, seconds, passes = drive(owner, spec, template, gateway)
+        print(f"drift repaired in {seconds:.1f}s, {passes} passes")
+        assert victim not in {s.id for s in outcome.resources.servers}
+        assert outcome.ready_replicas == 2
+        assert outcome.resources.floating_ip.address == address
+        lb = gateway.conn.load_balancer.get_load_balancer(outcome.resources.load_balancer)
+        fip = gateway.conn.network.get_ip(outcome.resources.floating_ip.id)
+        assert fip.port_id == lb.vip_port_id
+
+        tear_down(owner, gateway)
+        kept = [f for f in gateway.conn.network.ips() if f.floating_ip_address == address]
+        assert kept and owner.retained_tag in kept[0].tags
+        outcome, _, _ = drive(second, spec, template, gateway)
+        assert outcome.resources.floating_ip.address == address
+    finally:
+        tear_down(owner, gateway)
+        tear_down(second, gateway)
+        for fip in gateway.conn.network.ips():
+            if owner.retained_tag in (fip.tags or []):
+                gateway.conn.network.delete_ip(fip)
+    assert gateway.inventory(max_age=0).owned(second.uid) == {}
+
+
+def test_two_sites_share_one_inventory(gateway):
+    """Idle drift checks cost one listing per tenant, whatever the number of sites."""
+    template = sandbox_template(gateway)
+    owners = [new_owner("share-a"), new_owner("share-b")]
+    specs = [
+        site_spec(gateway, "10.201.6.0/24", replicas=1, publicIP={"enabled": False}),
+        site_spec(gateway, "10.201.7.0/24", replicas=1, publicIP={"enabled": False}),
+    ]
+    try:
+        for owner, spec in zip(owners, specs, strict=True):
+            drive(owner, spec, template, gateway)
+        gateway.invalidate()
+        calls = total_calls()
+        for owner, spec in zip(owners, specs, strict=True):
+            assert reconcile_website(owner, spec, template, gateway).ready
+        print(f"two idle sites, cold inventory: {total_calls() - calls:.0f} calls")
+        assert total_calls() - calls == len(gateway.LISTS)
+    finally:
+        for owner in owners:
+            tear_down(owner, gateway)
