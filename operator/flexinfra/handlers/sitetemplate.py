@@ -60,4 +60,5 @@ def template_changed(body: kopf.Body, patch: kopf.Patch, sites_by_template: kopf
             # an annotation change wakes the site's handler at once (no wait for the timer)
             annotate("websites", meta.namespace, site,
                      {"flexinfra.io/template-hash": digest})
-            kopf.info(body, reason="RollingSites", message=f"template changed: rolling {site}")
+            kopf.event(body, type="Normal", reason="RollingSites",
+                       message=f"template changed: rolling {site}")

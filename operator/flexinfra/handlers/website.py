@@ -168,13 +168,15 @@ def run(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index, *, retry
         old_ready = next((c for c in parse_conditions(body.get("status"))
                           if c.type == "Ready"), None)
         for reason, message in result.events:
-            kopf.info(body, reason=reason, message=message)
+            kopf.event(body, type="Normal", reason=reason, message=message)
         changed = old_ready is None or (old_ready.reason, old_ready.message) != (
             str(result.reason), result.message)
         if changed and result.warning:
-            kopf.warn(body, reason=str(result.reason), message=result.message)
+            kopf.event(body, type="Warning", reason=str(result.reason),
+                       message=result.message)
         elif changed and result.ready:
-            kopf.info(body, reason=str(result.reason), message=result.message)
+            kopf.event(body, type="Normal", reason=str(result.reason),
+                       message=result.message)
         write_status(KIND, body, patch, desired_status(body, result))
     if result.retry_after is not None and not from_timer:
         delay = result.retry_after if result.reason != Reason.TRANSIENT_ERROR else _backoff(retry)
@@ -217,11 +219,12 @@ def website_deleted(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) ->
                 body, Result(False, Reason.DELETING, message, progressing=True)))
             raise kopf.TemporaryError(message, delay=_backoff(retry)) from None
         for reason, message in getattr(outcome, "events", []):
-            kopf.info(body, reason=reason, message=message)
+            kopf.event(body, type="Normal", reason=reason, message=message)
         if not outcome.done:
             message = "deleting: waiting for " + ", ".join(outcome.remaining[:8])
             write_status(KIND, body, patch, desired_status(
                 body, Result(False, Reason.DELETING, message, progressing=True)))
             raise kopf.TemporaryError(message, delay=outcome.requeue_after or 3)
     forget_lock(meta.uid)
-    kopf.info(body, reason="Deleted", message="every cloud resource owned by this site is gone")
+    kopf.event(body, type="Normal", reason="Deleted",
+               message="every cloud resource owned by this site is gone")
