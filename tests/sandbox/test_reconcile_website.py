@@ -312,3 +312,53 @@ def test_two_sites_share_one_inventory(gateway):
     finally:
         for owner in owners:
             tear_down(owner, gateway)
+
+
+def test_volume_per_server_is_created_attached_and_swept(gateway):
+    owner = new_owner("vol")
+    spec = site_spec(
+        gateway,
+        "10.201.10.0/24",
+        replicas=1,
+        storage={"volumeSizeGb": 1},
+        publicIP={"enabled": False},
+    )
+    try:
+        outcome, _, _ = drive(owner, spec, sandbox_template(gateway), gateway)
+        server = outcome.resources.servers[0]
+        volume = gateway.conn.block_storage.get_volume(server.volume)
+        assert volume.status == "in-use"
+        assert [a["server_id"] for a in volume.attachments] == [server.id]
+        assert volume.metadata["flexinfra-owner"] == owner.uid
+    finally:
+        tear_down(owner, gateway)
+    assert gateway.inventory(max_age=0, with_snapshots=True).owned(owner.uid) == {}
+
+
+def test_plan_changes_nothing(gateway):
+    from flexinfra.reconcile.website import plan_website
+
+    owner = new_owner("plan")
+    actions = plan_website(
+        owner, site_spec(gateway, "10.201.11.0/24"), sandbox_template(gateway), gateway
+    )
+    kinds = {a.kind for a in actions if a.verb == "create"}
+    assert {"network", "subnet", "router", "server", "load_balancer", "floating_ip"} <= kinds
+    assert gateway.inventory(max_age=0).owned(owner.uid) == {}
+
+
+def test_wrong_password_is_a_credentials_error_without_the_password(clouds_text, gateway):
+    from flexinfra.cloud.errors import CredentialsError
+
+    data = yaml.safe_load(clouds_text)
+    data["clouds"]["demo"]["auth"]["password"] = "Wr0ng-pa55word"
+    bad = ConnectionCache().get("bad", "1", yaml.safe_dump(data), "demo")
+    with pytest.raises(CredentialsError) as err:
+        reconcile_website(
+            new_owner("badpw"),
+            site_spec(gateway, "10.201.12.0/24"),
+            SiteTemplateSpec(image="x", flavor="y"),
+            bad,
+        )
+    assert "Wr0ng" not in err.value.message
+    print("credentials message:", err.value.message)

@@ -226,12 +226,16 @@ class Gateway:
                     ("snapshot", "block-storage", "block_storage", "snapshots", {"details": True})
                 )
             for kind, service, proxy, method, query in lists:
-                fn = getattr(getattr(self.conn, proxy), method)
-                items = self.call(service, kind, "list", fn, **query)
+                items = self.call(service, kind, "list", self._method(proxy, method), **query)
                 snap.objects[kind] = [to_object(kind, item) for item in items]
                 snap.calls += 1
             self._snapshot = snap
             return snap
+
+    def _method(self, proxy: str, method: str) -> Callable[..., Any]:
+        """Resolve ``conn.<proxy>.<method>`` lazily: the first access authenticates and
+        discovers the endpoint, and its faults must go through ``call`` like any other."""
+        return lambda *a, **kw: getattr(getattr(self.conn, proxy), method)(*a, **kw)
 
     def invalidate(self) -> None:
         """Something changed (we acted, or we wait on the cloud): the next read lists again."""
@@ -252,7 +256,7 @@ class Gateway:
             self._members[pool.id] = (ids, [])
             return []
         items = self.call(
-            "load-balancer", "member", "list", self.conn.load_balancer.members, pool.id
+            "load-balancer", "member", "list", self._method("load_balancer", "members"), pool.id
         )
         members = [to_object("member", m) for m in items]
         self._members[pool.id] = (frozenset(m.id for m in members), members)
@@ -277,7 +281,7 @@ class Gateway:
                 "image",
                 "image",
                 "find",
-                self.conn.image.find_image,
+                self._method("image", "find_image"),
                 name_or_id,
                 ignore_missing=True,
             )
@@ -291,7 +295,7 @@ class Gateway:
                 "compute",
                 "flavor",
                 "find",
-                self.conn.compute.find_flavor,
+                self._method("compute", "find_flavor"),
                 name_or_id,
                 ignore_missing=True,
             )
@@ -301,20 +305,24 @@ class Gateway:
     def availability_zones(self) -> frozenset[str]:
         def fetch() -> frozenset[str]:
             zones = self.call(
-                "compute", "availability_zone", "list", self.conn.compute.availability_zones
+                "compute",
+                "availability_zone",
+                "list",
+                self._method("compute", "availability_zones"),
             )
             return frozenset(z.name for z in zones if (z.state or {}).get("available", True))
 
         return self._cached("az", "", 300, fetch)
 
     def compute_limits(self) -> Any:
-        return self.call("compute", "limits", "get", self.conn.compute.get_limits)
+        return self.call("compute", "limits", "get", self._method("compute", "get_limits"))
 
     def network_quota(self) -> Any:
-        project_id = self.conn.current_project_id
-        return self.call(
-            "network", "quota", "get", self.conn.network.get_quota, project_id, details=True
-        )
+        def fetch() -> Any:
+            conn = self.conn
+            return conn.network.get_quota(conn.current_project_id, details=True)
+
+        return self.call("network", "quota", "get", fetch)
 
     # --- writes used by the executor ---------------------------------------------------------
     def neutron_create(
