@@ -3,12 +3,19 @@
 #
 # Why from source: the only registries this project may use are Debian's, PyPI and npm, and none
 # of them ships a kube-apiserver binary. Debian's source package is the full upstream tree with
-# vendor/, and builds with Debian's Go 1.19 after two fixes (see ARCHITECTURE.md, "Kubernetes API
+# vendor/, and builds with Debian's Go 1.19 after these fixes (see ARCHITECTURE.md, "Kubernetes API
 # for tests"):
 #   1. pkg/generated/openapi/zz_generated.openapi.go is not in the tree: generate it with
 #      openapi-gen built from vendor/, over the same packages as build/root/Makefile.generated_files;
 #   2. vendored modern-go/reflect2 1.0.1 crashes on Go >= 1.18 at the first custom-resource write:
-#      replace it with Debian's 1.0.2.
+#      replace it with Debian's 1.0.2;
+#   3. custom resources with an empty string anywhere ("" for a `type: string` field) are rejected
+#      as `must be of type string: "null"`: vendored kube-openapi's validate/type.go tests for null
+#      with `reflect.DeepEqual(reflect.Zero(T), reflect.ValueOf(data))`, which compares the
+#      reflect.Value structs themselves. Since Go 1.16 reflect.Zero of a small type points at the
+#      runtime's shared zero buffer, and so does a "" made at run time (the decoder's): the two
+#      structs are equal and "" is taken for null. Upstream dropped that check for 1.21
+#      (kubernetes/kubernetes#99804, kube-openapi#230; 1.20 was built with Go 1.15): same patch.
 #
 # Nothing is installed on the system: apt runs with a private configuration (own sources list with
 # deb-src lines, own lists and archives), packages are fetched with `apt-get download` and unpacked
@@ -18,7 +25,12 @@
 #   downloads/        apt lists, .deb files, the kubernetes source package
 #   build.XXXXXX/     the build tree; removed after success, kept after a failure for inspection
 #                     (and removed by the next run)
-#   v1.20.2/bin/      the result; installed atomically (tmp + mv)
+#   v1.20.2-rN/bin/   the result for recipe N; installed atomically (tmp + mv)
+#
+# RECIPE_VERSION is part of the binary's path (and of SandboxPaths.kube_bin, which reads it from
+# this file): bump it whenever a change here changes the binary, so a machine with a binary built
+# by an older recipe builds the new one instead of using the old. Older v1.20.2* directories are
+# then unused and safe to delete.
 #
 # Idempotent: with the binary present it exits at once. Takes ~5 min on 2 cores.
 set -euo pipefail
@@ -29,10 +41,12 @@ set -euo pipefail
 {
 
 KUBE_VERSION=1.20.2
+# Keep this line's form (`RECIPE_VERSION=<integer>`): flexinfra.sandbox.paths parses it.
+RECIPE_VERSION=2
 CACHE="${FLEXINFRA_CACHE:-$HOME/.cache/flexinfra}"
 KUBE="$CACHE/kube"
 DL="$KUBE/downloads"
-OUT="$KUBE/v$KUBE_VERSION/bin"
+OUT="$KUBE/v$KUBE_VERSION-r$RECIPE_VERSION/bin"
 TARGET="$OUT/kube-apiserver"
 MIRROR="${FLEXINFRA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${FLEXINFRA_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
@@ -193,6 +207,23 @@ replace_reflect2() {
   ls "$to"
 }
 step "replace vendored modern-go/reflect2 with Debian's 1.0.2" replace_reflect2
+
+# --- fix 3: "" is a string, not null ---------------------------------------------------------
+# The kube-openapi fork is what apiextensions-apiserver validates custom resources with; the
+# vendored github.com/go-openapi/validate has the same line but is not linked into kube-apiserver.
+patch_empty_string_validation() {
+  local f=vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go
+  local old=$'\tif data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {'
+  local new=$'\tif data == nil {'
+  local n text
+  n=$(grep -cxF -- "$old" "$f") || true
+  [ "$n" = 1 ] || { echo "$f: expected the line to patch once, found it ${n:-0} times"; return 1; }
+  text=$(<"$f")
+  printf '%s\n' "${text/"$old"/"$new"}" >"$f"
+  grep -qxF -- "$new" "$f" || { echo "$f: patch not applied"; return 1; }
+  echo "patched $f"
+}
+step "patch kube-openapi validate: empty strings are not null" patch_empty_string_validation
 
 # --- fix 1: generated OpenAPI definitions ----------------------------------------------------
 OPENAPI_PKG=k8s.io/kubernetes/pkg/generated/openapi

@@ -285,7 +285,11 @@ def _apiserver_spec(paths: SandboxPaths) -> ServiceSpec:
 
 
 def up(paths: SandboxPaths, sup: Supervisor) -> None:
-    """Start etcd and kube-apiserver (a no-op when they run) and write the kubeconfig."""
+    """Start etcd and kube-apiserver (a no-op when they run) and write the kubeconfig.
+
+    A kube-apiserver that runs another binary than ``paths.kube_bin``'s (one built by an older
+    recipe of build-kube-apiserver.sh) is restarted on the current one; etcd is left alone.
+    """
     paths.ensure_dirs()
     if not os.access(paths.kube_bin / "kube-apiserver", os.X_OK):
         raise SandboxError(
@@ -295,8 +299,28 @@ def up(paths: SandboxPaths, sup: Supervisor) -> None:
     etc = _ensure_pki(paths)
     (paths.data / "etcd").mkdir(parents=True, exist_ok=True, mode=0o700)
     sup.ensure(_etcd_spec(paths))
+    _stop_outdated_apiserver(paths, sup)
     sup.ensure(_apiserver_spec(paths))
     _write_kubeconfig(paths, etc)
+
+
+def _stop_outdated_apiserver(paths: SandboxPaths, sup: Supervisor) -> None:
+    pid = sup.pid("kube-apiserver")
+    if pid is None:
+        return
+    current = (paths.kube_bin / "kube-apiserver").resolve()
+    try:
+        # "<path> (deleted)" when the file it was started from has been replaced or removed
+        running = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return
+    if running != str(current):
+        print(
+            f"sandbox: kube-apiserver runs {running}, not {current}: restarting it",
+            file=sys.stderr,
+            flush=True,
+        )
+        sup.stop("kube-apiserver")
 
 
 def _write_kubeconfig(paths: SandboxPaths, etc: Path) -> None:

@@ -70,7 +70,18 @@ class SandboxPaths:
 
     @property
     def kube_bin(self) -> Path:
-        return self.cache / "kube" / "v1.20.2" / "bin"
+        """Where build-kube-apiserver.sh installs; named after its RECIPE_VERSION, read from it.
+
+        A change to the recipe bumps that number, so a binary built by an older recipe is not
+        used: the install step builds the new one.
+        """
+        script = self.files / "kube" / "build-kube-apiserver.sh"
+        for line in script.read_text().splitlines():
+            if line.startswith("RECIPE_VERSION="):
+                recipe = line.removeprefix("RECIPE_VERSION=").strip()
+                if recipe.isdigit():
+                    return self.cache / "kube" / f"v1.20.2-r{recipe}" / "bin"
+        raise ValueError(f"{script}: no `RECIPE_VERSION=<integer>` line")
 
     def ensure_dirs(self) -> None:
         for d in (self.logs, self.pids, self.etc, self.data, self.cache):
