@@ -362,3 +362,32 @@ def test_wrong_password_is_a_credentials_error_without_the_password(clouds_text,
         )
     assert "Wr0ng" not in err.value.message
     print("credentials message:", err.value.message)
+
+
+def test_hard_anti_affinity_beyond_hosts_is_a_cloud_error_then_soft_converges(gateway):
+    from flexinfra.cloud.errors import CloudError
+
+    hosts = {h.name for h in gateway.conn.compute.availability_zones()}
+    owner = new_owner("hard")
+    template = sandbox_template(gateway)
+    hard = site_spec(
+        gateway, "10.201.13.0/24", replicas=3, antiAffinity="hard", publicIP={"enabled": False}
+    )
+    try:
+        started = time.monotonic()
+        while True:
+            try:
+                outcome = reconcile_website(owner, hard, template, gateway)
+            except CloudError as err:
+                print("blocked:", err.message)
+                assert "no valid host" in err.message.lower()
+                break
+            assert time.monotonic() - started < 120, f"never blocked ({hosts}): {outcome.message}"
+            time.sleep(outcome.requeue_after or 1)
+        outcome, seconds, _ = drive(
+            owner, hard.model_copy(update={"anti_affinity": "soft"}), template, gateway
+        )
+        assert outcome.ready_replicas == 3
+        print(f"soft converged in {seconds:.1f}s")
+    finally:
+        tear_down(owner, gateway)

@@ -444,3 +444,28 @@ def test_load_balancer_pending_means_wait():
     tenant.objs["load_balancer"][lb.id] = replace(lb, status="PENDING_UPDATE")
     plan, _ = P.plan_site(it, tenant.observe(it))
     assert any("PENDING_UPDATE" in w for w in plan.waiting)
+
+
+def test_unplaceable_server_blocks_without_churn():
+    tenant, it = FakeTenant(), intent(replicas=3, anti_affinity="hard")
+    plan, _ = P.plan_site(it, tenant.observe(it))
+    tenant.apply(plan)
+    tenant.settle()
+    sid = next(iter(tenant.objs["server"]))
+    failed = replace(
+        tenant.objs["server"][sid],
+        status="ERROR",
+        attrs={
+            **tenant.objs["server"][sid].attrs,
+            "fault": {"message": "No valid host was found. "},
+        },
+    )
+    tenant.objs["server"][sid] = failed
+    plan, _ = P.plan_site(it, tenant.observe(it))
+    assert plan.blocked and "antiAffinity: soft" in plan.blocked[0]
+    assert not [a for a in plan.actions if a.kind == "server"]  # no delete/create loop
+    # once the user switches to soft, the failed server is just an old one: replaced
+    soft = intent(replicas=3, anti_affinity="soft", template_hash="soft")
+    plan, _ = P.plan_site(soft, tenant.observe(soft))
+    assert not plan.blocked
+    assert ("delete", failed.id) in [(a.verb, a.target_id) for a in plan.actions]

@@ -186,6 +186,7 @@ class Plan:
     ready_replicas: int = 0
     url: str | None = None
     problems: list[str] = field(default_factory=list)  # degraded, not blocking
+    blocked: list[str] = field(default_factory=list)  # the cloud refuses; the user must act
 
     @property
     def converged(self) -> bool:

@@ -432,6 +432,23 @@ class Planner:
 
         current = [v for v in views if is_current(v, i)]
         stale = [v for v in views if not is_current(v, i)]
+        # Nova could not place a server of the *current* spec: re-creating it would fail the
+        # same way every pass. Keep it (visible, no churn) and tell the user what to change.
+        unplaceable = [
+            v
+            for v in stale
+            if v.status == "ERROR"
+            and v.template_hash == i.template_hash
+            and "no valid host" in str((v.obj.get("fault") or {}).get("message", "")).lower()
+        ]
+        if unplaceable:
+            self.plan.blocked.append(
+                f"Nova found no valid host for {', '.join(v.obj.name for v in unplaceable)} "
+                f"({i.server_group_policy} over zones {list(i.availability_zones) or 'any'}); "
+                "use antiAffinity: soft, fewer replicas, or ask for more hosts. Delete the "
+                "failed server to retry as is"
+            )
+            stale = [v for v in stale if v not in unplaceable]
         serving = [v for v in views if v.status == ACTIVE and in_pools(v)]
         leaving: list[ServerView] = []
 
@@ -461,7 +478,7 @@ class Planner:
             self._remove_server(v, has_members(v), members_by_address)
 
         # 4. create: all missing at once, except during a rolling replacement (surge 1)
-        missing = i.replicas - len(current)
+        missing = 0 if unplaceable else i.replicas - len(current)
         rolling = bool(stale)
         if any(v.status in BUILDING for v in current):
             self.plan.waiting.append(

@@ -90,6 +90,9 @@ def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome
         raise
     for reason, message in execution.events:
         log.info("%s/%s: %s %s", owner.namespace, owner.name, reason, message)
+    if plan.blocked:
+        gateway.invalidate()
+        raise CloudError("; ".join(plan.blocked))
     busy = bool(plan.actions or plan.waiting or execution.lb_busy)
     if busy:
         gateway.invalidate()  # we changed something or wait on the cloud: look again next time
