@@ -314,22 +314,33 @@ def test_two_sites_share_one_inventory(gateway):
             tear_down(owner, gateway)
 
 
-def test_volume_per_server_is_created_attached_and_swept(gateway):
+def test_volume_per_server_is_created_attached_kept_on_replacement_and_swept(gateway):
     owner = new_owner("vol")
     spec = site_spec(
         gateway,
         "10.201.10.0/24",
-        replicas=1,
+        replicas=2,
         storage={"volumeSizeGb": 1},
         publicIP={"enabled": False},
     )
     try:
         outcome, _, _ = drive(owner, spec, sandbox_template(gateway), gateway)
-        server = outcome.resources.servers[0]
-        volume = gateway.conn.block_storage.get_volume(server.volume)
-        assert volume.status == "in-use"
-        assert [a["server_id"] for a in volume.attachments] == [server.id]
-        assert volume.metadata["flexinfra-owner"] == owner.uid
+        volumes = {}
+        for server in outcome.resources.servers:
+            volume = gateway.conn.block_storage.get_volume(server.volume)
+            assert volume.status == "in-use"
+            assert [a["server_id"] for a in volume.attachments] == [server.id]
+            assert volume.metadata["flexinfra-owner"] == owner.uid
+            volumes[server.name] = volume.id
+        # a template change replaces the servers in place: each successor gets the volume
+        outcome, seconds, _ = drive(
+            owner, spec, sandbox_template(gateway, metadata={"r": "2"}), gateway
+        )
+        print(f"rolled with volumes in {seconds:.1f}s")
+        assert {s.name: s.volume for s in outcome.resources.servers} == volumes
+        for server in outcome.resources.servers:
+            volume = gateway.conn.block_storage.get_volume(server.volume)
+            assert [a["server_id"] for a in volume.attachments] == [server.id]
     finally:
         tear_down(owner, gateway)
     assert gateway.inventory(max_age=0, with_snapshots=True).owned(owner.uid) == {}

@@ -93,6 +93,8 @@ class FakeTenant:
         o.servers = list(self.objs.get("server", {}).values())
         for port in self.objs.get("port", {}).values():
             o.ports[int(T.tag_value(port.tags, T.INDEX_PREFIX))] = port
+        for volume in self.objs.get("volume", {}).values():
+            o.volumes[int(T.tag_value(volume.tags, T.INDEX_PREFIX))] = volume
         for kind, target in (
             ("listener", o.listeners),
             ("pool", o.pools),
@@ -121,7 +123,17 @@ class FakeTenant:
 
         for a in plan.actions:
             p = {k: res(v) for k, v in a.params.items()}
+            if a.verb == "attach":
+                vol = self.objs["volume"][a.target_id]
+                self.objs["volume"][a.target_id] = replace(
+                    vol, status="in-use", attrs={"attachments": [{"server_id": p["server_id"]}]}
+                )
+                continue
             if a.verb == "delete":
+                if a.kind == "server":  # Nova detaches its volumes
+                    for vid, vol in self.objs.get("volume", {}).items():
+                        if {"server_id": a.target_id} in vol.get("attachments", []):
+                            self.objs["volume"][vid] = replace(vol, status="available", attrs={})
                 if a.kind == "member":
                     for port in self.members:
                         self.members[port] = [m for m in self.members[port] if m.id != a.target_id]
@@ -144,6 +156,9 @@ class FakeTenant:
                     "server", a.name, "BUILD", p["tags"], availability_zone=p["availability_zone"]
                 )
                 self.build.add(obj.id)
+            elif a.kind == "volume":
+                tags = [f"{k}:{v}" for k, v in p["metadata"].items()]
+                obj = self.put("volume", a.name, "available", tags)
             elif a.kind == "port":
                 idx = a.key.split(":")[1]
                 obj = self.put(
@@ -469,3 +484,23 @@ def test_unplaceable_server_blocks_without_churn():
     plan, _ = P.plan_site(soft, tenant.observe(soft))
     assert not plan.blocked
     assert ("delete", failed.id) in [(a.verb, a.target_id) for a in plan.actions]
+
+
+def test_rolling_with_volumes_is_in_place_and_keeps_each_volume():
+    tenant, it = FakeTenant(), intent(replicas=2, volume_size_gb=1)
+    converge(tenant, it)
+    before = {v.name: v.id for v in tenant.objs["volume"].values()}
+    assert len(before) == 2 and all(v.status == "in-use" for v in tenant.objs["volume"].values())
+    new = intent(replicas=2, volume_size_gb=1, template_hash="bbbb")
+
+    def invariant(t: FakeTenant):
+        assert t.serving() >= 1 and len(t.objs["server"]) <= 2
+
+    converge(tenant, new, passes=40, check=invariant)
+    after = {v.name: v.id for v in tenant.objs["volume"].values()}
+    assert after == before  # the same volumes, now on the new servers
+    servers = {s.id for s in tenant.objs["server"].values()}
+    attached = {v.get("attachments")[0]["server_id"] for v in tenant.objs["volume"].values()}
+    assert attached == servers
+    hashes = {T.tag_value(s.tags, T.TEMPLATE_PREFIX) for s in tenant.objs["server"].values()}
+    assert hashes == {"bbbb"}

@@ -454,7 +454,9 @@ class Planner:
 
         # 1. failed servers serve nothing: drain (if needed) and delete right away
         # 2. stale ones (old template/zone): at most one drained per pass, only when the others
-        #    still serving are at least `replicas`
+        #    still serving are at least `replicas` (surge 1). With per-server volumes and
+        #    replicas >= 2 the replacement is in place instead (at least `replicas - 1` serve):
+        #    the old server goes first, so its successor takes the same index and its volume.
         for v in stale:
             if v.status in FAILED or not in_pools(v) or v.status != ACTIVE:
                 leaving.append(v)
@@ -462,7 +464,8 @@ class Planner:
         if draining_stale:
             candidate = draining_stale[0]
             others = [s for s in serving if s is not candidate]
-            if len(others) >= i.replicas:
+            in_place = bool(i.volume_size_gb) and i.replicas >= 2
+            if len(others) >= (i.replicas - 1 if in_place else i.replicas):
                 leaving.append(candidate)
         # 3. scale down: too many current servers; drop the not-yet-serving, then highest index
         excess = len(current) - i.replicas
