@@ -49,7 +49,9 @@ def run(args: Any) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from flexinfra.handlers import register
+    from flexinfra.handlers.common import RequeueLogFilter
 
+    logging.getLogger("kopf.objects").addFilter(RequeueLogFilter())
     register()
 
     if get_settings().metrics_port:

@@ -157,3 +157,31 @@ def test_timer_skips_while_a_change_handler_holds_the_object(cloud, events):
     with common.object_lock("u-1", wait=True):
         patch = run(body(), from_timer=True)
     assert cloud["calls"] == [] and not patch
+
+
+@pytest.mark.parametrize(
+    ("message", "level"),
+    [
+        ("Handler 'website_changed' failed temporarily: progressing: waiting for servers",
+         "INFO"),
+        ("Handler 'website_changed' failed temporarily: transient error: 503 (retrying)",
+         "WARNING"),
+        ("Handler 'website_changed' failed temporarily: something else", "ERROR"),
+    ],
+)
+def test_requeues_are_logged_at_the_level_they_deserve(message, level):
+    import logging
+
+    record = logging.LogRecord("kopf.objects", logging.ERROR, __file__, 1, message, None, None)
+    assert common.RequeueLogFilter().filter(record)
+    assert record.levelname == level
+
+
+def test_progress_requeue_carries_the_progress_marker(cloud, events):
+    out = ready_outcome()
+    out.ready, out.reason, out.requeue_after = False, Reason.PROGRESSING, 5.0
+    out.message = "waiting for load balancer ACTIVE"
+    cloud["outcome"] = out
+    with pytest.raises(kopf.TemporaryError) as err:
+        run(body())
+    assert str(err.value).startswith(common.PROGRESSING)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +14,26 @@ from pydantic import ValidationError
 from flexinfra.api.conditions import Condition, ConditionType, Reason, set_condition
 from flexinfra.metrics import OBJECT_READY, STATUS_WRITES
 from flexinfra.status import status_patch
+
+#: prefixes of the TemporaryError messages raised to come back later; kopf logs every one at
+#: ERROR, which pages people for a server that is merely booting (see RequeueLogFilter)
+PROGRESSING = "progressing:"
+TRANSIENT = "transient error:"
+
+
+class RequeueLogFilter(logging.Filter):
+    """Log kopf's "failed temporarily" at the level it deserves: INFO when the operator just
+    waits for the cloud, WARNING when a call failed and will be retried."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.ERROR and "failed temporarily" in str(record.msg):
+            text = record.getMessage()
+            if f"failed temporarily: {PROGRESSING}" in text:
+                record.levelno, record.levelname = logging.INFO, "INFO"
+            elif f"failed temporarily: {TRANSIENT}" in text:
+                record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
 
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()

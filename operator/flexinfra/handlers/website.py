@@ -23,6 +23,8 @@ from flexinfra.cloud.errors import (
     TransientError,
 )
 from flexinfra.handlers.common import (
+    PROGRESSING,
+    TRANSIENT,
     conditions_for,
     forget_lock,
     object_lock,
@@ -180,7 +182,8 @@ def run(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index, *, retry
         write_status(KIND, body, patch, desired_status(body, result))
     if result.retry_after is not None and not from_timer:
         delay = result.retry_after if result.reason != Reason.TRANSIENT_ERROR else _backoff(retry)
-        raise kopf.TemporaryError(result.message, delay=delay)
+        marker = TRANSIENT if result.reason == Reason.TRANSIENT_ERROR else PROGRESSING
+        raise kopf.TemporaryError(f"{marker} {result.message}", delay=delay)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -217,14 +220,15 @@ def website_deleted(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) ->
                        "abandon them)")
             write_status(KIND, body, patch, desired_status(
                 body, Result(False, Reason.DELETING, message, progressing=True)))
-            raise kopf.TemporaryError(message, delay=_backoff(retry)) from None
+            raise kopf.TemporaryError(f"{TRANSIENT} {message}", delay=_backoff(retry)) from None
         for reason, message in getattr(outcome, "events", []):
             kopf.event(body, type="Normal", reason=reason, message=message)
         if not outcome.done:
             message = "deleting: waiting for " + ", ".join(outcome.remaining[:8])
             write_status(KIND, body, patch, desired_status(
                 body, Result(False, Reason.DELETING, message, progressing=True)))
-            raise kopf.TemporaryError(message, delay=outcome.requeue_after or 3)
+            raise kopf.TemporaryError(f"{PROGRESSING} {message}",
+                                      delay=outcome.requeue_after or 3)
     forget_lock(meta.uid)
     kopf.event(body, type="Normal", reason="Deleted",
                message="every cloud resource owned by this site is gone")
