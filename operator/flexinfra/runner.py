@@ -54,6 +54,13 @@ def run(args: Any) -> int:
     logging.getLogger("kopf.objects").addFilter(RequeueLogFilter())
     register()
 
+    from flexinfra.cloud.connection import connection_cache
+
+    connection_cache.configure(
+        inventory_ttl=settings.inventory_max_age,
+        rate=settings.api_rate,
+        burst=max(1, int(settings.api_rate * 2)),
+    )
     if get_settings().metrics_port:
         start_http_server(get_settings().metrics_port)
     asyncio.run(

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
         description="A tenant inventory younger than this is reused by every object of the "
         "tenant, so idle cloud calls grow with tenants, not with sites.",
     )
+    api_rate: float = Field(
+        default=20.0, gt=0,
+        description="OpenStack calls per second per tenant (token bucket; bursts of 2x).",
+    )
     retry_delay: float = Field(default=5.0, ge=0.1, description="First retry delay (seconds).")
     retry_max_delay: float = Field(default=120.0, ge=1, description="Cap on retry backoff.")
     peering: str | None = Field(

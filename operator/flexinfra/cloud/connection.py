@@ -80,6 +80,11 @@ class ConnectionCache:
             hit[1].close()
         return gateway
 
+    def configure(self, **gateway_options) -> None:
+        """Options for gateways made from now on (set once at start-up from the settings)."""
+        with self._lock:
+            self._options.update(gateway_options)
+
     def forget(self, secret_key: str) -> None:
         with self._lock:
             for key in [k for k in self._entries if k[0] == secret_key]:
