@@ -64,6 +64,7 @@ class FakeTenant:
         self.objs: dict[str, dict[str, CloudObject]] = {}
         self.members: dict[int, list[CloudObject]] = {}
         self.build: set[str] = set()
+        self.failing: dict[int, str] = {}  # server index -> Nova fault: its builds go to ERROR
 
     def put(self, kind: str, name: str, status=None, tags=(), **attrs) -> CloudObject:
         obj = CloudObject(
@@ -109,7 +110,12 @@ class FakeTenant:
         """Time passes: servers that were building are ACTIVE now."""
         for sid in list(self.build):
             s = self.objs["server"][sid]
-            self.objs["server"][sid] = replace(s, status="ACTIVE")
+            fault = self.failing.get(int(T.tag_value(s.tags, T.INDEX_PREFIX)))
+            if fault:
+                s = replace(s, status="ERROR", attrs={**s.attrs, "fault": {"message": fault}})
+            else:
+                s = replace(s, status="ACTIVE")
+            self.objs["server"][sid] = s
         self.build.clear()
 
     def apply(self, plan) -> None:
@@ -145,6 +151,10 @@ class FakeTenant:
                     self.objs["security_group"][sg.id] = replace(
                         sg, attrs={"security_group_rules": rules}
                     )
+                continue
+            if a.verb == "tag":
+                obj = self.objs[a.kind][a.target_id]
+                self.objs[a.kind][a.target_id] = replace(obj, tags=frozenset(p["tags"]))
                 continue
             if a.verb in ("update", "associate"):
                 obj = self.objs[a.kind][a.target_id]
@@ -504,3 +514,110 @@ def test_rolling_with_volumes_is_in_place_and_keeps_each_volume():
     assert attached == servers
     hashes = {T.tag_value(s.tags, T.TEMPLATE_PREFIX) for s in tenant.objs["server"].values()}
     assert hashes == {"bbbb"}
+
+
+def test_single_replica_with_volume_replaces_in_place_and_keeps_its_volume():
+    """replicas: 1 accepts a short outage rather than a fresh volume (the data would be lost)."""
+    tenant, it = FakeTenant(), intent(replicas=1, volume_size_gb=1)
+    converge(tenant, it)
+    (volume,) = tenant.objs["volume"].values()
+    new = intent(replicas=1, volume_size_gb=1, template_hash="bbbb")
+    plan, _ = P.plan_site(new, tenant.observe(new))
+    assert not [a for a in plan.actions if a.verb == "create"]  # the old one goes first
+    assert any("site is down" in w and "replacing" in w for w in plan.waiting), plan.waiting
+    waits = []
+
+    def invariant(t: FakeTenant):
+        assert len(t.objs["server"]) <= 1  # never a second server with a second volume
+        assert list(t.objs["volume"]) == [volume.id]
+        plan, _ = P.plan_site(new, t.observe(new))
+        waits.extend(plan.waiting)
+
+    converge(tenant, new, passes=40, check=invariant)
+    (server,) = tenant.objs["server"].values()
+    assert T.tag_value(server.tags, T.TEMPLATE_PREFIX) == "bbbb"
+    (after,) = tenant.objs["volume"].values()
+    assert after.id == volume.id and after.get("attachments") == [{"server_id": server.id}]
+    # the outage is announced while the successor is being created, not only before
+    assert any("replacing fi-ns-site-web-0; in place" in w for w in waits), waits
+
+
+def test_scale_down_deletes_the_volume_of_the_server_that_goes():
+    tenant, it = FakeTenant(), intent(replicas=2, volume_size_gb=1)
+    converge(tenant, it)
+    converge(tenant, intent(replicas=1, volume_size_gb=1))
+    assert [v.name for v in tenant.objs["volume"].values()] == ["fi-ns-site-vol-0"]
+
+
+def test_server_failing_again_and_again_is_kept_and_blocks_after_three():
+    tenant, it = FakeTenant(), intent(replicas=2)
+    converge(tenant, it)
+    tenant.failing[1] = "Build of instance aborted: disk image is corrupt"
+    first = next(s for s in tenant.objs["server"].values() if s.name.endswith("-1"))
+    tenant.objs["server"][first.id] = replace(
+        first, status="ERROR", attrs={**first.attrs, "fault": {"message": "host went away"}}
+    )
+    created, plan = 0, None
+    for _ in range(30):
+        plan, invalid = P.plan_site(it, tenant.observe(it))
+        assert not invalid
+        created += sum(1 for a in plan.actions if (a.verb, a.kind) == ("create", "server"))
+        if plan.blocked:
+            break
+        tenant.apply(plan)
+        tenant.settle()
+        assert tenant.serving() >= 1
+    assert plan is not None and plan.blocked, "never stopped re-creating"
+    assert created == 2  # the first failure plus two re-creations that failed too
+    assert "3 times in a row" in plan.blocked[0]
+    assert "disk image is corrupt" in plan.blocked[0]  # Nova's fault, for the user
+    assert not [a for a in plan.actions if a.kind == "server"]  # kept for inspection
+    tenant.apply(plan)
+    again, _ = P.plan_site(it, tenant.observe(it))  # stable: nothing more is done
+    assert again.blocked and again.actions == []
+    failed = next(s for s in tenant.objs["server"].values() if s.status == "ERROR")
+    assert failed.name == "fi-ns-site-web-1" and failed.id != first.id
+
+    # the user fixes the cause and deletes the server: one more try, it works, count cleared
+    del tenant.failing[1]
+    tenant.objs["server"].pop(failed.id)
+    converge(tenant, it)
+    assert tenant.serving() == 2
+    assert not any(P.failure_record(p)[1] for p in tenant.objs["port"].values())
+
+
+def test_failure_count_is_per_failure_not_per_pass_and_resets_on_active():
+    """Seeing the same ERROR server on several passes counts it once; ACTIVE clears it."""
+    tenant, it = FakeTenant(), intent(replicas=1)
+    converge(tenant, it)
+    sid = next(iter(tenant.objs["server"]))
+    tenant.objs["server"][sid] = replace(tenant.objs["server"][sid], status="ERROR")
+    for _ in range(3):  # the pass's writes are lost: the same server is seen again
+        plan, _ = P.plan_site(it, tenant.observe(it))
+        tags = [a for a in plan.actions if a.verb == "tag"]
+        tenant.apply(replace(plan, actions=tags))
+        port = next(iter(tenant.objs["port"].values()))
+        assert P.failure_record(port) == ("aaaa", 1, sid)
+    converge(tenant, it)
+    port = next(iter(tenant.objs["port"].values()))
+    assert P.failure_record(port) == (None, 0, None)
+
+
+def test_error_server_of_an_old_template_is_replaced_not_blocked():
+    tenant, it = FakeTenant(), intent(replicas=1)
+    converge(tenant, it)
+    tenant.failing[0] = "boom"
+    sid = next(iter(tenant.objs["server"]))
+    tenant.objs["server"][sid] = replace(tenant.objs["server"][sid], status="ERROR")
+    for _ in range(12):  # fail it three times and more under the old template
+        plan, _ = P.plan_site(it, tenant.observe(it))
+        if plan.blocked:
+            break
+        tenant.apply(plan)
+        tenant.settle()
+    assert plan.blocked
+    del tenant.failing[0]
+    new = intent(replicas=1, template_hash="bbbb")  # the user fixed the template
+    converge(tenant, new)
+    (server,) = tenant.objs["server"].values()
+    assert server.status == "ACTIVE" and T.tag_value(server.tags, T.TEMPLATE_PREFIX) == "bbbb"

@@ -147,8 +147,10 @@ class StorageSpec(ApiModel):
 
     volume_size_gb: int | None = Field(
         default=None, ge=1, le=16384,
-        description="Give every server a Cinder volume of this size (GiB), kept across "
-        "replacements of that server.",
+        description="Give every server a Cinder volume of this size (GiB). A server's "
+        "replacement (template change, failure) takes over its volume, the old server going "
+        "first (with replicas: 1 the site is down meanwhile). Lowering replicas, or removing "
+        "this field, deletes the volumes of the servers that go, with their data.",
     )
     volume_type: str | None = Field(default=None, max_length=255, description="Cinder type.")
     gluster_volume: K8sName | None = Field(

@@ -162,7 +162,7 @@ class ObservedSite:
 class PlannedAction:
     """One step. ``key`` names the object for ``Ref`` resolution (``server:2``, ``pool:80``)."""
 
-    verb: str  # create | update | delete | adopt | attach | associate
+    verb: str  # create | update | delete | adopt | tag | attach | associate
     kind: str
     name: str
     reason: str

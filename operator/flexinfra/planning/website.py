@@ -10,6 +10,18 @@ pass never blocks. Server changes follow two rules:
 * a template change is a rolling replacement with surge 1: one new server is created, joins
   the pools, and only then one old server is drained and deleted; the number of serving
   servers never drops below ``replicas`` (so the pool is never empty).
+
+With per-server volumes (``volume_size_gb``) a replacement is in place instead: the old server
+is drained and deleted first and its successor takes the same index, hence the same volume
+(never a fresh one). At least ``replicas - 1`` servers serve meanwhile, so with ``replicas: 1``
+the site is down until the successor serves: a short outage is preferred to losing the data.
+A server that goes for good (scale down, or volumes turned off) takes its volume with it: the
+volume is deleted once detached, with its data.
+
+A server that keeps going to ERROR is not re-created forever: the failures in a row at one
+index are counted on that index's port (it outlives its servers), and after
+``MAX_SERVER_FAILURES`` the ERROR server is kept for inspection and the site is blocked with
+Nova's fault message. A server of that index reaching ACTIVE clears the count.
 """
 
 from __future__ import annotations
@@ -32,6 +44,11 @@ ACTIVE = "ACTIVE"
 BUILDING = {"BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING", "REBOOT", "HARD_REBOOT"}
 FAILED = {"ERROR", "DELETED", "SOFT_DELETED", "SHELVED", "SHELVED_OFFLOADED", "UNKNOWN"}
 LB_PENDING = {"PENDING_CREATE", "PENDING_UPDATE", "PENDING_DELETE"}
+#: servers of one index that may go to ERROR in a row before we stop re-creating them
+MAX_SERVER_FAILURES = 3
+#: on a server's port: ``<template hash>:<n>`` failures in a row, and the last failed server
+FAILURES_PREFIX = "flexinfra-failures:"
+FAILED_PREFIX = "flexinfra-failed:"
 
 POOL_PROTOCOL = {
     "HTTP": "HTTP",
@@ -40,6 +57,11 @@ POOL_PROTOCOL = {
     "UDP": "UDP",
     "TERMINATED_HTTPS": "HTTP",
 }
+
+
+DOWN_IN_PLACE = (
+    "; in place to keep the volume, so the site is down until the new server serves"
+)
 
 
 # --- names ---------------------------------------------------------------------------------
@@ -162,6 +184,32 @@ def is_current(view: ServerView, intent: SiteIntent) -> bool:
     if view.status in FAILED or view.template_hash != intent.template_hash:
         return False
     return not intent.availability_zones or view.az in intent.availability_zones
+
+
+def failure_record(port: CloudObject | None) -> tuple[str | None, int, str | None]:
+    """(template hash, failures in a row, id of the last failed server) kept on a port."""
+    if port is None:
+        return None, 0, None
+    value = T.tag_value(port.tags, FAILURES_PREFIX) or ""
+    tmpl, _, count = value.rpartition(":")
+    n = int(count) if count.isdigit() else 0
+    return (tmpl or None), n, T.tag_value(port.tags, FAILED_PREFIX)
+
+
+def failures_in_a_row(view: ServerView, port: CloudObject | None) -> int:
+    """How many servers of this index failed in a row, ``view`` (in ERROR) included.
+
+    Idempotent: the port remembers the last failed server it counted, so seeing the same
+    ERROR server again on the next pass does not count it twice."""
+    tmpl, n, last = failure_record(port)
+    if last == view.obj.id:
+        return n
+    return n + 1 if tmpl == view.template_hash else 1
+
+
+def fault_message(view: ServerView) -> str:
+    fault = view.obj.get("fault") or {}
+    return str(fault.get("message") or "").strip() if isinstance(fault, dict) else ""
 
 
 def choose_zone(intent: SiteIntent, current_zones: list[str | None]) -> str | None:
@@ -449,14 +497,16 @@ class Planner:
                 "failed server to retry as is"
             )
             stale = [v for v in stale if v not in unplaceable]
+        exhausted = self._count_failures(views, stale)
+        stale = [v for v in stale if v not in exhausted]
         serving = [v for v in views if v.status == ACTIVE and in_pools(v)]
         leaving: list[ServerView] = []
 
         # 1. failed servers serve nothing: drain (if needed) and delete right away
         # 2. stale ones (old template/zone): at most one drained per pass, only when the others
-        #    still serving are at least `replicas` (surge 1). With per-server volumes and
-        #    replicas >= 2 the replacement is in place instead (at least `replicas - 1` serve):
-        #    the old server goes first, so its successor takes the same index and its volume.
+        #    still serving are at least `replicas` (surge 1). With per-server volumes the
+        #    replacement is in place instead (at least `replicas - 1` serve, none if replicas
+        #    is 1): the old server goes first, so its successor takes the same index and volume.
         for v in stale:
             if v.status in FAILED or not in_pools(v) or v.status != ACTIVE:
                 leaving.append(v)
@@ -464,7 +514,7 @@ class Planner:
         if draining_stale:
             candidate = draining_stale[0]
             others = [s for s in serving if s is not candidate]
-            in_place = bool(i.volume_size_gb) and i.replicas >= 2
+            in_place = bool(i.volume_size_gb)
             if len(others) >= (i.replicas - 1 if in_place else i.replicas):
                 leaving.append(candidate)
         # 3. scale down: too many current servers; drop the not-yet-serving, then highest index
@@ -481,7 +531,7 @@ class Planner:
             self._remove_server(v, has_members(v), members_by_address)
 
         # 4. create: all missing at once, except during a rolling replacement (surge 1)
-        missing = 0 if unplaceable else i.replicas - len(current)
+        missing = 0 if unplaceable or exhausted else i.replicas - len(current)
         rolling = bool(stale)
         if any(v.status in BUILDING for v in current):
             self.plan.waiting.append(
@@ -516,8 +566,11 @@ class Planner:
                 )
         used = {v.index for v in views}
         zones = [v.az for v in current]
+        # a port that counts failures goes to the next server first, so the count goes on
+        retry = sorted(n for n, p in o.ports.items() if n not in used and failure_record(p)[1])
         for _ in range(max(missing, 0)):
-            index = next(n for n in range(len(used) + 1) if n not in used)
+            free = next(n for n in range(len(used) + 1) if n not in used)
+            index = retry.pop(0) if retry else free
             used.add(index)
             zone = choose_zone(i, zones)
             zones.append(zone)
@@ -536,7 +589,10 @@ class Planner:
             if a.kind == "server" and a.verb == "create"
         }
         live = {v.index for v in views} | planned
+        short = len(current) + len(planned) < i.replicas
         for index, port in o.ports.items():
+            if short and failure_record(port)[1]:
+                continue  # its failure count must reach the next server of that index
             if index not in live and not port.get("device_id"):
                 self.add("delete", "port", port.name, "its server is gone", None, port.id)
         for index, volume in o.volumes.items():
@@ -562,8 +618,57 @@ class Planner:
             self.plan.waiting.append(
                 f"replacing {len(stale)} server(s) one at a time: "
                 + ", ".join(v.obj.name for v in stale)
+                + (DOWN_IN_PLACE if i.volume_size_gb and i.replicas == 1 else "")
             )
+        elif i.volume_size_gb and not ready:
+            # the old server is gone: its successor is being created with the kept volume
+            taking_over = sorted(n for n in planned if n in o.volumes)
+            if taking_over:
+                self.plan.waiting.append(
+                    "replacing "
+                    + ", ".join(server_name(i.prefix, n) for n in taking_over)
+                    + DOWN_IN_PLACE
+                )
         return serving
+
+    def _count_failures(self, views: list[ServerView], stale: list[ServerView]) -> list[ServerView]:
+        """Count ERROR servers per index on its port; return those not to re-create any more.
+
+        The planner keeps no state: the count lives on the index's port, which outlives its
+        servers (see ``failure_record``). It only stops servers of the current template: after
+        a template change the old ERROR server is replaced like any stale one."""
+        i, o = self.intent, self.obs
+        exhausted = []
+        for v in views:
+            port = o.ports.get(v.index)
+            if port is None:
+                continue
+            if v.status == ACTIVE and failure_record(port)[1]:
+                self._tag_port(port, v.index, [], f"{v.obj.name} is ACTIVE: failure count cleared")
+            if v.status != "ERROR" or v not in stale:
+                continue
+            n = failures_in_a_row(v, port)
+            if failure_record(port) != (v.template_hash, n, v.obj.id):
+                self._tag_port(
+                    port,
+                    v.index,
+                    [f"{FAILURES_PREFIX}{v.template_hash}:{n}", f"{FAILED_PREFIX}{v.obj.id}"],
+                    f"{v.obj.name} in ERROR: failure {n} of {MAX_SERVER_FAILURES} in a row",
+                )
+            if n >= MAX_SERVER_FAILURES and v.template_hash == i.template_hash:
+                exhausted.append(v)
+                fault = fault_message(v) or "no fault message"
+                self.plan.blocked.append(
+                    f"{v.obj.name} went to ERROR {n} times in a row (Nova: {fault}); it is kept "
+                    "for inspection and not re-created. Fix the cause (image, flavor, boot "
+                    "script, quota, or the cloud: ask its admin) or change the SiteTemplate; "
+                    f"then delete server {v.obj.name} to retry"
+                )
+        return exhausted
+
+    def _tag_port(self, port: CloudObject, index: int, extra: list[str], reason: str) -> None:
+        tags = self.tags("port", index=index) + [T.check_tag(t) for t in extra]
+        self.add("tag", "port", port.name, reason, None, port.id, tags=tags)
 
     def _members_by_address(self) -> dict[str, set[int]]:
         found: dict[str, set[int]] = {}

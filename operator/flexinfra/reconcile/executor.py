@@ -24,6 +24,7 @@ PAST = {
     "adopt": "Adopted",
     "attach": "Attached",
     "associate": "Associated",
+    "tag": "Tagged",
 }
 
 
@@ -116,7 +117,7 @@ class Executor:
         kind, verb = a.kind, a.verb
         if verb == "delete":
             return self._delete(a, p)
-        if verb == "adopt":
+        if verb in ("adopt", "tag"):  # both set an object's tags (tag: e.g. a failure count)
             return self._adopt(a, p)
         if kind in ("network", "subnet", "router", "security_group", "port", "floating_ip"):
             method = {
