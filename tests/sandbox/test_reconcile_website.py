@@ -51,7 +51,8 @@ def sandbox_template(gateway, **over) -> SiteTemplateSpec:
     flavors = sorted(gateway.conn.compute.flavors(), key=lambda f: f.ram)
     if not images or not flavors:
         pytest.skip("sandbox has no image or flavor yet")
-    return SiteTemplateSpec(image=images[0], flavor=flavors[0].name, user_data=USER_DATA, **over)
+    over = {"user_data": USER_DATA, **over}
+    return SiteTemplateSpec(image=images[0], flavor=flavors[0].name, **over)
 
 
 def site_spec(gateway, cidr: str, **over) -> WebSiteSpec:
@@ -402,3 +403,40 @@ def test_hard_anti_affinity_beyond_hosts_is_a_cloud_error_then_soft_converges(ga
         print(f"soft converged in {seconds:.1f}s")
     finally:
         tear_down(owner, gateway)
+
+
+def test_single_replica_template_change_keeps_the_volume_and_its_data(gateway):
+    """replicas: 1 + volume: the successor gets the same volume and serves what the first
+    server wrote into it (the VM mounts its volume at /mnt/vdb)."""
+    from tests.sandbox.test_openstack import http_get
+
+    owner = new_owner("vol1")
+    user_data = """#!/bin/sh
+until grep -q " /mnt/vdb " /proc/mounts; do sleep 1; done
+[ -f /mnt/vdb/first.txt ] || cat /proc/sys/kernel/random/uuid > /mnt/vdb/first.txt
+cd /mnt/vdb && exec python3 -m http.server 80 --bind 0.0.0.0
+"""
+    spec = site_spec(
+        gateway,
+        "10.202.14.0/24",
+        replicas=1,
+        storage={"volumeSizeGb": 1},
+        publicIP={"enabled": False},
+    )
+    try:
+        outcome, _, _ = drive(owner, spec, sandbox_template(gateway, user_data=user_data), gateway)
+        (before,) = outcome.resources.servers
+        assert before.volume
+        written = http_get(f"http://{before.address}/first.txt", timeout=120).strip()
+        assert written
+        template2 = sandbox_template(gateway, user_data=user_data, metadata={"r": "2"})
+        first = reconcile_website(owner, spec, template2, gateway)
+        assert "site is down" in first.message, first.message
+        outcome, seconds, _ = drive(owner, spec, template2, gateway)
+        print(f"replaced in place in {seconds:.1f}s")
+        (after,) = outcome.resources.servers
+        assert after.id != before.id and after.volume == before.volume
+        assert http_get(f"http://{after.address}/first.txt", timeout=120).strip() == written
+    finally:
+        tear_down(owner, gateway)
+    assert gateway.inventory(max_age=0, with_snapshots=True).owned(owner.uid) == {}
