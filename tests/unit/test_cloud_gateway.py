@@ -119,3 +119,44 @@ def test_connection_cache_reuses_per_secret_version():
     assert cache.get("secret-uid", "1", CLOUDS, "demo") is first
     second = cache.get("secret-uid", "2", CLOUDS, "demo")
     assert second is not first
+
+
+class CountingLists:
+    """A connection whose every list call returns nothing and is counted."""
+
+    def __init__(self):
+        self.lists = 0
+
+    def __getattr__(self, proxy):
+        outer = self
+
+        class Proxy:
+            def __getattr__(self, method):
+                def call(*args, **kwargs):
+                    outer.lists += 1
+                    return []
+                return call
+        return Proxy()
+
+
+def test_inventory_freshness_is_per_owner_and_refreshes_are_shared():
+    conn = CountingLists()
+    gw = Gateway(conn=conn, inventory_ttl=60)
+    per_refresh = len(Gateway.LISTS)
+    gw.inventory(owner_uid="a")
+    assert conn.lists == per_refresh
+    gw.inventory(owner_uid="b")  # young enough, nobody wrote: shared
+    assert conn.lists == per_refresh
+    gw.invalidate("a")  # site a acted: only a needs a newer listing
+    gw.inventory(owner_uid="b")
+    assert conn.lists == per_refresh
+    gw.inventory(owner_uid="a")
+    assert conn.lists == 2 * per_refresh
+    gw.invalidate("a")
+    gw.invalidate("b")  # both acted: one refresh started after both serves both
+    gw.inventory(owner_uid="a")
+    gw.inventory(owner_uid="b")
+    assert conn.lists == 3 * per_refresh
+    gw.invalidate()  # global: everyone refreshes
+    gw.inventory(owner_uid="c")
+    assert conn.lists == 4 * per_refresh

@@ -127,6 +127,9 @@ class Gateway:
         self.inventory_ttl = inventory_ttl
         self.retry_budget = retry_budget
         self._snapshot: Snapshot | None = None
+        #: per owner: a snapshot must have been started after this (monotonic) time
+        self._stale_after: dict[str, float] = {}
+        self._stale_after_all = 0.0
         self._inventory_lock = threading.Lock()
         self._members: dict[str, tuple[frozenset[str], list[CloudObject]]] = {}
         self._lookups: dict[tuple[str, str], tuple[float, Any]] = {}
@@ -208,14 +211,30 @@ class Gateway:
         ("health_monitor", "load-balancer", "load_balancer", "health_monitors", {}),
     )
 
-    def inventory(self, max_age: float | None = None, *, with_snapshots: bool = False) -> Snapshot:
-        """The tenant snapshot, refreshed when older than ``max_age`` (default: the TTL)."""
+    def inventory(
+        self,
+        max_age: float | None = None,
+        *,
+        with_snapshots: bool = False,
+        owner_uid: str | None = None,
+    ) -> Snapshot:
+        """The tenant snapshot, refreshed when older than ``max_age`` (default: the TTL) or
+        taken before the last ``invalidate`` that concerns ``owner_uid``.
+
+        Freshness is per owner: a site that just acted needs a listing started after its own
+        writes, not after every other site's. So N busy sites share refreshes instead of each
+        re-listing the whole tenant on every pass (which made the rate limit, not the cloud,
+        the bottleneck at 10 sites). Waiting threads re-check after taking the lock, so a
+        refresh made by one serves all whose marker it postdates.
+        """
         max_age = self.inventory_ttl if max_age is None else max_age
         with self._inventory_lock:
             snap = self._snapshot
+            needed_after = max(self._stale_after.get(owner_uid, 0.0), self._stale_after_all)
             if (
                 snap is not None
                 and time.monotonic() - snap.taken <= max_age
+                and snap.taken > needed_after
                 and (not with_snapshots or "snapshot" in snap.objects)
             ):
                 return snap
@@ -237,10 +256,14 @@ class Gateway:
         discovers the endpoint, and its faults must go through ``call`` like any other."""
         return lambda *a, **kw: getattr(getattr(self.conn, proxy), method)(*a, **kw)
 
-    def invalidate(self) -> None:
-        """Something changed (we acted, or we wait on the cloud): the next read lists again."""
-        with self._inventory_lock:
-            self._snapshot = None
+    def invalidate(self, owner_uid: str | None = None) -> None:
+        """Something changed (we acted, or we wait on the cloud): the owner's next read needs a
+        listing started from now on; without an owner, every reader does."""
+        now = time.monotonic()
+        if owner_uid is None:
+            self._stale_after_all = now
+        else:
+            self._stale_after[owner_uid] = now
 
     def members(self, pool: CloudObject) -> list[CloudObject]:
         """Members of a pool; listed only when the pool's member IDs changed since last time.

@@ -42,7 +42,7 @@ class TeardownOutcome:
 
 
 def teardown_website(owner: Owner, gateway: Gateway) -> TeardownOutcome:
-    snap = gateway.inventory(max_age=0, with_snapshots=True)
+    snap = gateway.inventory(with_snapshots=True, owner_uid=owner.uid)
     owned = snap.owned(owner.uid)
     out = TeardownOutcome(done=False)
     c = gateway.conn
@@ -89,14 +89,14 @@ def teardown_website(owner: Owner, gateway: Gateway) -> TeardownOutcome:
             )
             out.events.append(("Deleted", f"load balancer {lb.name}"))
     if [lb for lb in lbs if lb.status != "DELETED"]:
-        return _wait(gateway, out, "load balancer(s) " + ", ".join(lb.name for lb in lbs))
+        return _wait(gateway, owner, out, "load balancer(s) " + ", ".join(lb.name for lb in lbs))
     # 3. servers (Nova deletes asynchronously: wait until they are gone)
     servers = owned.get("server", [])
     for server in servers:
         if server.get("task_state") != "deleting" and server.status != "DELETED":
             gone("server", server, "compute", c.compute.delete_server)
     if servers:
-        return _wait(gateway, out, "server(s) " + ", ".join(s.name for s in servers))
+        return _wait(gateway, owner, out, "server(s) " + ", ".join(s.name for s in servers))
     # 4. ports we created (router interface ports are removed through the router)
     for port in owned.get("port", []):
         gone("port", port, "network", c.network.delete_port)
@@ -143,15 +143,15 @@ def teardown_website(owner: Owner, gateway: Gateway) -> TeardownOutcome:
     if left:
         out.remaining = left
         out.requeue_after = 3.0
-        gateway.invalidate()
+        gateway.invalidate(owner.uid)
         return out
     out.done = True
-    gateway.invalidate()
+    gateway.invalidate(owner.uid)
     return out
 
 
-def _wait(gateway: Gateway, out: TeardownOutcome, what: str) -> TeardownOutcome:
+def _wait(gateway: Gateway, owner: Owner, out: TeardownOutcome, what: str) -> TeardownOutcome:
     out.remaining = [what]
     out.requeue_after = 3.0
-    gateway.invalidate()
+    gateway.invalidate(owner.uid)
     return out

@@ -35,7 +35,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: come back this soon while the cloud works (BUILD, PENDING_*)
-BUSY_REQUEUE = 5.0
+BUSY_REQUEUE = 2.0
 
 
 @dataclass
@@ -62,7 +62,7 @@ def _observe_and_plan(
     problems = spec_problems(intent)
     if problems:
         raise InvalidSpec("; ".join(problems))
-    snap = gateway.inventory(max_age=max_age)
+    snap = gateway.inventory(max_age=max_age, owner_uid=owner.uid)
     observed = observe_site(gateway, snap, intent)
     plan, invalid = P.plan_site(intent, observed)
     if invalid:
@@ -86,16 +86,17 @@ def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome
     except Exception:
         # some writes may have happened (or a lost response may hide one): never plan the
         # next pass from the old snapshot, or the same objects would be created twice
-        gateway.invalidate()
+        gateway.invalidate(owner.uid)
         raise
     for reason, message in execution.events:
         log.info("%s/%s: %s %s", owner.namespace, owner.name, reason, message)
     if plan.blocked:
-        gateway.invalidate()
+        gateway.invalidate(owner.uid)
         raise CloudError("; ".join(plan.blocked))
     busy = bool(plan.actions or plan.waiting or execution.lb_busy)
     if busy:
-        gateway.invalidate()  # we changed something or wait on the cloud: look again next time
+        # we changed something or wait on the cloud: look again next time
+        gateway.invalidate(owner.uid)
     resources = _resources(observed, execution.created)
     if not busy:
         message = f"{plan.ready_replicas}/{intent.replicas} servers serving"
