@@ -89,9 +89,14 @@ def cli(args) -> int:
             if not st:
                 print("sandbox: nothing running")
                 return 1
+            rss = Supervisor(paths).memory()
             width = max(len(n) for n in st)
             for name, pid in st.items():
-                print(f"{name:<{width}}  {'running pid ' + str(pid) if pid else 'STOPPED'}")
+                state = f"running pid {pid:<8} {rss.get(name, 0) / 2**20:7.0f} MiB" if pid else (
+                    "STOPPED")
+                print(f"{name:<{width}}  {state}")
+            print(f"{'total':<{width}}  {len(st)} services {sum(rss.values()) / 2**30:10.2f} GiB "
+                  "RSS (VMs not included)")
             return 0 if all(st.values()) else 1
         elif args.sandbox_cmd == "env":
             for key, value in env(paths).items():

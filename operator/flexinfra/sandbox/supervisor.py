@@ -235,6 +235,23 @@ class Supervisor:
             self._pidfile(name).unlink(missing_ok=True)
         return list(running)
 
+    def memory(self) -> dict[str, int]:
+        """RSS in bytes of each running service, summed over its whole session (workers
+        included: every service is started as a session leader)."""
+        by_session: dict[int, int] = {}
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                stat = (proc / "stat").read_text()
+                session = int(stat.rsplit(")", 1)[1].split()[3])
+                rss_pages = int((proc / "statm").read_text().split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            by_session[session] = by_session.get(session, 0) + rss_pages * os.sysconf(
+                "SC_PAGE_SIZE")
+        return {name: by_session.get(pid, 0) for name, pid in self.status().items() if pid}
+
     def status(self) -> dict[str, int | None]:
         return {name: self.pid(name) for name in self._order()}
 
