@@ -77,10 +77,43 @@ def build_site(conn: openstack.connection.Connection, name: str, cidr: str,
         conn.load_balancer.create_member(pool, address=address, protocol_port=80,
                                          subnet_id=subnet.id)
         conn.load_balancer.wait_for_load_balancer(lb.id, interval=0.5, wait=300)
-    fip = conn.network.create_ip(floating_network_id=public.id, port_id=lb.vip_port_id)
+    fip = conn.network.create_ip(floating_network_id=public.id, port_id=lb.vip_port_id,
+                                 description=f"{name}-fip")
     made.update(servers=[s.id for s in servers], fip=fip.id)
     made["seconds"] = time.monotonic() - t0
     return made
+
+
+def cleanup_leftovers(conn: openstack.connection.Connection, prefix: str = "bl-") -> None:
+    """Delete what an interrupted baseline run left (everything it names starts with bl-)."""
+    for lb in conn.load_balancer.load_balancers():
+        if lb.name.startswith(prefix):
+            conn.load_balancer.delete_load_balancer(lb, cascade=True, ignore_missing=True)
+    for ip in conn.network.ips():
+        if (ip.description or "").startswith(prefix):
+            conn.network.delete_ip(ip, ignore_missing=True)
+    for s in conn.compute.servers():
+        if s.name.startswith(prefix):
+            conn.compute.delete_server(s, ignore_missing=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (
+        any(s.name.startswith(prefix) for s in conn.compute.servers())
+        or any(lb.name.startswith(prefix) for lb in conn.load_balancer.load_balancers())
+    ):
+        time.sleep(1)
+    for r in conn.network.routers():
+        if r.name.startswith(prefix):
+            for port in conn.network.ports(device_id=r.id, device_owner="network:router_interface"):
+                conn.network.remove_interface_from_router(r, port_id=port.id)
+            conn.network.delete_router(r)
+    for sg in conn.network.security_groups():
+        if sg.name.startswith(prefix):
+            conn.network.delete_security_group(sg, ignore_missing=True)
+    for n in conn.network.networks():
+        if n.name.startswith(prefix):
+            for port in conn.network.ports(network_id=n.id):
+                conn.network.delete_port(port, ignore_missing=True)
+            conn.network.delete_network(n, ignore_missing=True)
 
 
 def delete_site(conn: openstack.connection.Connection, made: dict) -> None:
@@ -88,11 +121,11 @@ def delete_site(conn: openstack.connection.Connection, made: dict) -> None:
     conn.load_balancer.delete_load_balancer(made["lb"], cascade=True, ignore_missing=True)
     for sid in made["servers"]:
         conn.compute.delete_server(sid, ignore_missing=True)
-    for sid in made["servers"]:
-        conn.compute.wait_for_delete(conn.compute.get_server(sid), interval=0.5, wait=300) \
-            if conn.compute.find_server(sid) else None
     deadline = time.monotonic() + 300
-    while conn.load_balancer.find_load_balancer(made["lb"]) and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (
+        any(conn.compute.find_server(sid) for sid in made["servers"])
+        or conn.load_balancer.find_load_balancer(made["lb"])
+    ):
         time.sleep(0.5)
     conn.network.remove_interface_from_router(made["router"], subnet_id=made["subnet"])
     conn.network.delete_router(made["router"])

@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.baseline import build_site, delete_site
+from bench.baseline import build_site, cleanup_leftovers, delete_site
 from tests.e2e.harness import (
     REPO,
     Kube,
@@ -64,6 +64,7 @@ def run(n: int, replicas: int, baseline: bool) -> dict:
     out: dict = {"sites": n, "replicas": replicas}
 
     if baseline:
+        cleanup_leftovers(conn)
         with ThreadPoolExecutor(max_workers=min(n, 16)) as ex:
             t0 = time.monotonic()
             made = list(ex.map(lambda i: build_site(conn, f"bl-{i}", f"10.101.{i}.0/24",
