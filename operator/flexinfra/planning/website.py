@@ -271,11 +271,15 @@ class Planner:
     # steps
     def run(self) -> Plan:
         network_id, subnet_id, subnet_cidr = self.network()
+        # the load balancer is the long pole (tens of seconds to ACTIVE): ask for it first so
+        # its PENDING_CREATE overlaps the router, security group and servers
+        lb_ref = self.load_balancer(subnet_id)
         self.router(subnet_id)
         sg_id = self.security_group(subnet_cidr)
         group_id = self.server_groups()
-        serving = self.servers(network_id, subnet_id, sg_id, group_id)
-        self.load_balancer(subnet_id, serving)
+        self.servers(network_id, subnet_id, sg_id, group_id)
+        if lb_ref is not None:
+            self.load_balancer_children(lb_ref)
         return self.plan  # if self.invalid, the caller raises InvalidSpec and executes nothing
 
     def network(self) -> tuple[str | Ref | None, str | Ref | None, str | None]:
@@ -802,11 +806,12 @@ class Planner:
             tags=self.tags("member", index=v.index),
         )
 
-    def load_balancer(self, subnet_id, serving: list[ServerView]) -> None:
+    def load_balancer(self, subnet_id) -> str | Ref | None:
+        """The load balancer itself; None when its children must not be planned this pass."""
         o = self.obs
         lb = o.load_balancer
         if subnet_id is None:
-            return
+            return None
         lb_ref: str | Ref
         if lb is None:
             lb_ref = self.adopt_or_create(
@@ -820,16 +825,21 @@ class Planner:
         elif lb.status == "ERROR":
             self.add("delete", "load_balancer", lb.name, "in ERROR; re-creating it", None, lb.id)
             self.plan.waiting.append(f"load balancer {lb.name} being re-created")
-            return
+            return None
         elif lb.status in LB_PENDING:
             self.plan.waiting.append(f"load balancer {lb.name} {lb.status}")
             lb_ref = lb.id
         else:
             lb_ref = lb.id
+        return lb_ref
+
+    def load_balancer_children(self, lb_ref: str | Ref) -> None:
+        """Listeners, pools, health monitors, members (of the servers planned before) and
+        the floating IP."""
         self.listeners_and_pools(lb_ref)
         for port, view in self.joining:
             self._want_member(port, view)
-        self.floating_ip(lb)
+        self.floating_ip(self.obs.load_balancer)
 
     def listeners_and_pools(self, lb_ref) -> None:
         i, o = self.intent, self.obs
