@@ -14,7 +14,7 @@ import urllib.request
 
 from flexinfra.sandbox import main as sandbox
 from flexinfra.sandbox.paths import REPO_ROOT, SandboxPaths
-from flexinfra.sandbox.supervisor import ServiceSpec, Supervisor
+from flexinfra.sandbox.supervisor import ServiceSpec, Supervisor, tail
 
 NAMESPACE = "fixweb"
 SECRET = "tenant-fixweb"
@@ -65,6 +65,10 @@ def main() -> int:
         ready = [s for s in sites if _ready(s)]
         if len(ready) == len(sites):
             break
+        if sup.pid("flexinfra-operator") is None:
+            print("the operator exited; last lines of its log:\n"
+                  + tail(sup.log_path("flexinfra-operator")))
+            return 1
         if time.monotonic() > deadline:
             print(kubectl(env, "get", "flexinfra", "-A"))
             print("not every site became Ready; see the conditions above and the operator log")

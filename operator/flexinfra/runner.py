@@ -37,6 +37,20 @@ def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     configure_kopf(settings)
 
 
+def operator_kwargs(settings: Settings) -> dict[str, Any]:
+    """Arguments of ``kopf.operator``: cluster-wide unless namespaces are given (kopf wants a
+    list of namespaces, never None, and ``clusterwide`` only without them)."""
+    return {
+        "clusterwide": not settings.namespaces,
+        "namespaces": list(settings.namespaces),
+        "standalone": settings.peering is None,
+        "peering_name": settings.peering,
+        "liveness_endpoint": (
+            f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
+        ),
+    }
+
+
 def run(args: Any) -> int:
     overrides: dict[str, Any] = {}
     if getattr(args, "namespace", None):
@@ -63,15 +77,5 @@ def run(args: Any) -> int:
     )
     if get_settings().metrics_port:
         start_http_server(get_settings().metrics_port)
-    asyncio.run(
-        kopf.operator(
-            clusterwide=not settings.namespaces,
-            namespaces=settings.namespaces or None,
-            standalone=settings.peering is None,
-            peering_name=settings.peering,
-            liveness_endpoint=(
-                f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None
-            ),
-        )
-    )
+    asyncio.run(kopf.operator(**operator_kwargs(settings)))
     return 0
