@@ -79,6 +79,14 @@ def ready_outcome() -> Outcome:
     )
 
 
+def busy_outcome() -> Outcome:
+    out = ready_outcome()
+    out.ready, out.reason, out.requeue_after = False, Reason.PROGRESSING, 5.0
+    out.message = "waiting for load balancer ACTIVE"
+    out.events = []
+    return out
+
+
 def run(b: kopf.Body, from_timer=False, retry=0) -> kopf.Patch:
     patch = kopf.Patch()
     handler.run(b, patch, TEMPLATES, retry=retry, from_timer=from_timer)
@@ -112,10 +120,7 @@ def test_ready_outcome_is_written_once_then_nothing(cloud, events):
 
 
 def test_busy_outcome_asks_kopf_to_come_back(cloud, events):
-    out = ready_outcome()
-    out.ready, out.reason, out.requeue_after = False, Reason.PROGRESSING, 5.0
-    out.message = "waiting for load balancer ACTIVE"
-    cloud["outcome"] = out
+    cloud["outcome"] = busy_outcome()
     with pytest.raises(kopf.TemporaryError) as err:
         run(body())
     assert err.value.delay == 5.0
@@ -178,10 +183,7 @@ def test_requeues_are_logged_at_the_level_they_deserve(message, level):
 
 
 def test_progress_requeue_carries_the_progress_marker(cloud, events):
-    out = ready_outcome()
-    out.ready, out.reason, out.requeue_after = False, Reason.PROGRESSING, 5.0
-    out.message = "waiting for load balancer ACTIVE"
-    cloud["outcome"] = out
+    cloud["outcome"] = busy_outcome()
     with pytest.raises(kopf.TemporaryError) as err:
         run(body())
     assert str(err.value).startswith(common.PROGRESSING)

@@ -78,35 +78,17 @@ def set_condition(
     status_str: Status = (
         ("True" if status else "False") if isinstance(status, bool) else status
     )
-    out: list[Condition] = []
-    found = False
-    for c in conditions:
-        if c.type != str(type_):
-            out.append(c)
-            continue
-        found = True
-        transition = c.last_transition_time if c.status == status_str else (now or now_rfc3339())
-        out.append(
-            Condition(
-                type=str(type_),
-                status=status_str,
-                reason=str(reason),
-                message=message,
-                observed_generation=generation,
-                last_transition_time=transition,
-            )
-        )
-    if not found:
-        out.append(
-            Condition(
-                type=str(type_),
-                status=status_str,
-                reason=str(reason),
-                message=message,
-                observed_generation=generation,
-                last_transition_time=now or now_rfc3339(),
-            )
-        )
+    previous = get_condition(conditions, type_)
+    flipped = previous is None or previous.status != status_str
+    updated = Condition(
+        type=str(type_),
+        status=status_str,
+        reason=str(reason),
+        message=message,
+        observed_generation=generation,
+        last_transition_time=(now or now_rfc3339()) if flipped else previous.last_transition_time,
+    )
+    out = [c for c in conditions if c.type != str(type_)] + [updated]
     order = {t.value: i for i, t in enumerate(ConditionType)}
     return sorted(out, key=lambda c: order.get(c.type, len(order)))
 
