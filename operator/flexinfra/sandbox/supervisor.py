@@ -79,6 +79,14 @@ def port_holder(port: int) -> str:
     return out.split("users:", 1)[1].strip() if "users:" in out else "unknown process"
 
 
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -106,13 +114,20 @@ class Supervisor:
         return self.paths.logs / f"{name}.log"
 
     def pid(self, name: str) -> int | None:
-        """PID of a running service, or None (stale pid files are removed)."""
+        """PID of a running service, or None (stale pid files are removed).
+
+        A pid file holds the PID and the process's start time: after a reboot (or when the
+        sandbox's processes were killed) the PID may belong to an unrelated process, which
+        `down` must never signal.
+        """
         pidfile = self._pidfile(name)
         try:
-            pid = int(pidfile.read_text().strip())
-        except (FileNotFoundError, ValueError):
+            fields = pidfile.read_text().split()
+            pid = int(fields[0])
+            started = fields[1] if len(fields) > 1 else None
+        except (FileNotFoundError, ValueError, IndexError):
             return None
-        if pid_alive(pid):
+        if pid_alive(pid) and (started is None or started == start_time(pid)):
             return pid
         pidfile.unlink(missing_ok=True)
         return None
@@ -155,7 +170,7 @@ class Supervisor:
                 cwd=spec.cwd,
                 start_new_session=True,
             )
-        self._pidfile(spec.name).write_text(f"{proc.pid}\n")
+        self._pidfile(spec.name).write_text(f"{proc.pid} {start_time(proc.pid)}\n")
         self._remember(spec.name)
         return proc.pid, True
 
