@@ -33,12 +33,13 @@ FLAVORS = {  # name: (vcpus, ram MiB, disk GiB)
     "m1.large": (4, 8192, 80),
 }
 
-#: generous quotas for the demo project: the operator builds several tenants in it
+#: generous quotas for the demo project: the operator builds several tenants in it, and
+#: `make bench` builds 50 sites (a router, a server group, a floating IP each) beside the rest
 DEMO_QUOTAS = {
-    "compute": {"instances": 100, "cores": 400, "ram": 819200, "server_groups": 50,
+    "compute": {"instances": 200, "cores": 800, "ram": 1638400, "server_groups": 120,
                 "server_group_members": 50},
-    "network": {"networks": 100, "subnets": 100, "ports": 1000, "routers": 50,
-                "floating_ips": 100, "security_groups": 100, "security_group_rules": 1000},
+    "network": {"networks": 150, "subnets": 150, "ports": 1000, "routers": 120,
+                "floating_ips": 120, "security_groups": 150, "security_group_rules": 2000},
     "volume": {"volumes": 200, "gigabytes": 10000, "snapshots": 200, "backups": 100},
 }  # fmt: skip
 
