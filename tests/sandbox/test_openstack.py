@@ -202,18 +202,6 @@ def fixed_ip(server) -> str:
     return next(iter(server.addresses.values()))[0]["addr"]
 
 
-@pytest.fixture(scope="module")
-def conn():
-    return connect("demo")
-
-
-@pytest.fixture
-def cloud(conn, request):
-    c = Cloud(conn, f"t{uuid.uuid4().hex[:6]}-{request.node.name[5:25].replace('_', '-')}")
-    request.addfinalizer(c.teardown)
-    return c
-
-
 def assert_nothing_left(cloud: Cloud) -> None:
     """After teardown: no API object named with this test's tag, no host trace."""
     conn, tag = cloud.conn, cloud.tag

@@ -21,29 +21,17 @@ import pytest
 from flexinfra.sandbox import vms
 from tests.sandbox.test_openstack import (
     PATHS,
-    Cloud,
     assert_nothing_left,
-    connect,
     fixed_ip,
     http_get,
     http_refused,
 )
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
+#: first letter of every object name this module makes (see conftest.cloud)
+NAME_PREFIX = "v"
 if os.geteuid() != 0:
     pytestmark.append(pytest.mark.skip(reason="sandbox tests run as root"))
-
-
-@pytest.fixture(scope="module")
-def conn():
-    return connect("demo")
-
-
-@pytest.fixture
-def cloud(conn, request):
-    c = Cloud(conn, f"v{uuid.uuid4().hex[:6]}-{request.node.name[5:25].replace('_', '-')}")
-    request.addfinalizer(c.teardown)
-    return c
 
 
 def netns_pids(server_id: str) -> list[int]:
