@@ -112,7 +112,8 @@ def cleanup_leftovers(conn: openstack.connection.Connection, prefix: str = "bl-"
     for n in conn.network.networks():
         if n.name.startswith(prefix):
             for port in conn.network.ports(network_id=n.id):
-                conn.network.delete_port(port, ignore_missing=True)
+                if not port.device_owner or port.device_owner.startswith("compute"):
+                    conn.network.delete_port(port, ignore_missing=True)
             conn.network.delete_network(n, ignore_missing=True)
 
 

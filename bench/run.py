@@ -20,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import cpu
 from bench.baseline import build_site, cleanup_leftovers, delete_site
 from tests.e2e.harness import (
     REPO,
@@ -35,9 +36,24 @@ from tests.e2e.harness import (
 DRIFT = 30.0
 
 
+def calls_by_kind(op: Operator) -> dict[str, float]:
+    """OpenStack calls so far, per ``resource verb``."""
+    out: dict[str, float] = {}
+    for key, value in op.metrics().items():
+        if key.startswith("flexinfra_openstack_requests_total{"):
+            labels = dict(part.split("=", 1) for part in key[key.index("{") + 1:-1].split(","))
+            name = f"{labels['resource'].strip(chr(34))} {labels['verb'].strip(chr(34))}"
+            out[name] = out.get(name, 0) + value
+    return out
+
+
 def calls(op: Operator) -> float:
-    return sum(v for k, v in op.metrics().items()
-               if k.startswith("flexinfra_openstack_requests_total"))
+    return sum(calls_by_kind(op).values())
+
+
+def top_calls(before: dict[str, float], after: dict[str, float], top: int = 8) -> str:
+    diff = {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0) > 0}
+    return ", ".join(f"{k}={v:.0f}" for k, v in sorted(diff.items(), key=lambda kv: -kv[1])[:top])
 
 
 def site(ns: str, i: int, replicas: int) -> dict:
@@ -66,10 +82,12 @@ def run(n: int, replicas: int, baseline: bool) -> dict:
     if baseline:
         cleanup_leftovers(conn)
         with ThreadPoolExecutor(max_workers=min(n, 16)) as ex:
+            cpu0 = cpu.snapshot()
             t0 = time.monotonic()
             made = list(ex.map(lambda i: build_site(conn, f"bl-{i}", f"10.101.{i}.0/24",
                                                     replicas), range(n)))
             out["baseline_s"] = time.monotonic() - t0
+            out["baseline_cpu"] = cpu.summary(cpu.spent(cpu0, cpu.snapshot()))
             list(ex.map(lambda m: delete_site(conn, m), made))
 
     ns = unique("bench")
@@ -85,6 +103,8 @@ def run(n: int, replicas: int, baseline: bool) -> dict:
     op.start()
     try:
         c0 = calls(op)
+        kinds0 = calls_by_kind(op)
+        cpu0 = cpu.snapshot()
         t0 = time.monotonic()
         for i in range(n):
             kube.apply(site(ns, i, replicas))
@@ -95,7 +115,9 @@ def run(n: int, replicas: int, baseline: bool) -> dict:
             return len(items) == n and all(ready(o) for o in items)
         wait_for(all_ready, 300 + 60 * n, f"{n} sites Ready", every=0.5)
         out["operator_s"] = time.monotonic() - t0
+        out["operator_cpu"] = cpu.summary(cpu.spent(cpu0, cpu.snapshot()))
         out["create_calls"] = calls(op) - c0
+        out["create_calls_top"] = top_calls(kinds0, calls_by_kind(op))
         if "baseline_s" in out:
             out["ratio"] = out["operator_s"] / out["baseline_s"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from flexinfra.cloud.errors import CloudError
 from flexinfra.planning.model import ObservedSite, Plan, PlannedAction
-from flexinfra.reconcile.website import check_quota
+from flexinfra.reconcile.quota import check_quota
 
 
 class QuotaOnly:
