@@ -1,68 +1,140 @@
 """Quota pre-checks: refuse a plan the project cannot hold before its first write, so a
-shortfall never leaves a half-built site behind."""
+shortfall never leaves a half-built site behind.
+
+Nova, Neutron and Cinder say what is used; Octavia only gives limits, so what the project
+already has is counted from the tenant inventory (members from the pools' member lists).
+"""
 
 from __future__ import annotations
+
+from collections import Counter
 
 from flexinfra.cloud.errors import CloudError
 from flexinfra.cloud.gateway import Gateway
 from flexinfra.planning.model import ObservedSite, Plan
 
+#: plan kind -> Neutron quota name
+NEUTRON = {
+    "network": "networks",
+    "subnet": "subnets",
+    "router": "routers",
+    "port": "ports",
+    "security_group": "security_groups",
+    "floating_ip": "floating_ips",
+}
+#: plan kind -> Octavia quota field (openstacksdk's ``Quota`` attribute names)
+OCTAVIA = {
+    "load_balancer": "load_balancers",
+    "listener": "listeners",
+    "pool": "pools",
+    "health_monitor": "health_monitors",
+    "member": "members",
+}
+
 
 def check_quota(gateway: Gateway, plan: Plan, observed: ObservedSite) -> None:
     """Refuse before the first write when the project's quota cannot hold what we create."""
-    creates: dict[str, int] = {}
-    for action in plan.actions:
-        if action.verb == "create":
-            creates[action.kind] = creates.get(action.kind, 0) + 1
-    shortfalls = []
-    servers = creates.get("server", 0)
-    if servers:
-        limits = gateway.compute_limits().absolute
-        flavor = gateway.find_flavor(observed.flavor_id) if observed.flavor_id else None
-
-        def free(total, used):
-            return None if total is None or total < 0 else total - (used or 0)
-
-        checks = [("instances", servers, free(limits.instances, limits.instances_used))]
-        if flavor is not None:
-            checks += [
-                (
-                    "cores",
-                    servers * flavor.vcpus,
-                    free(limits.total_cores, limits.total_cores_used),
-                ),
-                ("RAM (MB)", servers * flavor.ram, free(limits.total_ram, limits.total_ram_used)),
-            ]
-        for what, need, left in checks:
-            if left is not None and need > left:
-                shortfalls.append(f"{what}: need {need}, {left} left")
-    neutron = {
-        k: creates.get(k, 0)
-        for k in ("network", "subnet", "router", "port", "security_group", "floating_ip")
-    }
-    if any(neutron.values()):
-        try:
-            quota = gateway.network_quota()
-        except CloudError:
-            quota = None  # a member may not read quotas; the create itself will tell
-        if quota is not None:
-            names = {
-                "floating_ip": "floating_ips",
-                "security_group": "security_groups",
-                "network": "networks",
-                "subnet": "subnets",
-                "router": "routers",
-                "port": "ports",
-            }
-            for kind, need in neutron.items():
-                detail = getattr(quota, names[kind], None)
-                if need and isinstance(detail, dict) and detail.get("limit", -1) >= 0:
-                    left = detail["limit"] - detail.get("used", 0) - detail.get("reserved", 0)
-                    if need > left:
-                        shortfalls.append(f"{kind.replace('_', ' ')}s: need {need}, {left} left")
+    creates = Counter(a.kind for a in plan.actions if a.verb == "create")
+    shortfalls = [
+        f"{what}: need {need}, {left} left"
+        for what, need, left in (
+            *_nova(gateway, creates, observed),
+            *_neutron(gateway, creates),
+            *_octavia(gateway, creates),
+            *_cinder(gateway, plan, creates),
+        )
+        if need and left is not None and need > left
+    ]
     if shortfalls:
         raise CloudError(
             "quota exceeded, nothing was created: "
             + "; ".join(shortfalls)
             + ". Ask the cloud admin to raise the project's quota, or lower spec.replicas"
         )
+
+
+Check = tuple[str, int, int | None]  # (what, needed, left; None: unlimited)
+
+
+def _free(total: int | None, used: int | None) -> int | None:
+    return None if total is None or total < 0 else total - (used or 0)
+
+
+def _label(kind: str) -> str:
+    return kind.replace("_", " ") + "s"
+
+
+def _nova(gateway: Gateway, creates: Counter, observed: ObservedSite) -> list[Check]:
+    servers = creates["server"]
+    if not servers:
+        return []
+    limits = gateway.compute_limits().absolute
+    flavor = gateway.find_flavor(observed.flavor_id) if observed.flavor_id else None
+    checks = [("instances", servers, _free(limits.instances, limits.instances_used))]
+    if flavor is not None:
+        checks += [
+            ("cores", servers * flavor.vcpus, _free(limits.total_cores, limits.total_cores_used)),
+            ("RAM (MB)", servers * flavor.ram, _free(limits.total_ram, limits.total_ram_used)),
+        ]
+    return checks
+
+
+def _neutron(gateway: Gateway, creates: Counter) -> list[Check]:
+    if not any(creates[kind] for kind in NEUTRON):
+        return []
+    try:
+        quota = gateway.network_quota()
+    except CloudError:
+        return []  # a member may not read quotas; the create itself will tell
+    checks = []
+    for kind, name in NEUTRON.items():
+        detail = getattr(quota, name, None)
+        if creates[kind] and isinstance(detail, dict) and detail.get("limit", -1) >= 0:
+            left = detail["limit"] - detail.get("used", 0) - detail.get("reserved", 0)
+            checks.append((_label(kind), creates[kind], left))
+    return checks
+
+
+def _octavia(gateway: Gateway, creates: Counter) -> list[Check]:
+    if not any(creates[kind] for kind in OCTAVIA):
+        return []
+    try:
+        quota = gateway.load_balancer_quota()
+    except CloudError:
+        return []
+    project = getattr(quota, "project_id", None)
+    snap = gateway.inventory()  # the listing this pass planned from, unless it aged meanwhile
+    used = {
+        kind: [
+            o for o in snap.of(kind) if project is None or o.get("project_id") in (None, project)
+        ]
+        for kind in ("load_balancer", "listener", "pool", "health_monitor")
+    }
+    used["member"] = [m for pool in used["pool"] for m in pool.get("members") or []]
+    return [
+        (_label(kind), creates[kind], _free(getattr(quota, name, None), len(used[kind])))
+        for kind, name in OCTAVIA.items()
+    ]
+
+
+def _cinder(gateway: Gateway, plan: Plan, creates: Counter) -> list[Check]:
+    if not creates["volume"]:
+        return []
+    try:
+        quota = gateway.volume_quota()
+    except CloudError:
+        return []
+    usage = getattr(quota, "usage", None) or {}
+    reserved = getattr(quota, "reservation", None) or {}
+    size = sum(
+        int(a.params.get("size") or 0)
+        for a in plan.actions
+        if a.verb == "create" and a.kind == "volume"
+    )
+    return [
+        (what, need, _free(getattr(quota, name, None), usage.get(name, 0) + reserved.get(name, 0)))
+        for what, name, need in (
+            ("volumes", "volumes", creates["volume"]),
+            ("volume gigabytes", "gigabytes", size),
+        )
+    ]
