@@ -309,6 +309,10 @@ def test_hard_anti_affinity_beyond_hosts_is_a_cloud_error_then_soft_converges(ga
         while True:
             try:
                 outcome = reconcile_website(owner, hard, template, gateway)
+            except TransientError as err:  # retried, as the handler does
+                print("transient:", err.message)
+                time.sleep(2)
+                continue
             except CloudError as err:
                 print("blocked:", err.message)
                 assert "no valid host" in err.message.lower()

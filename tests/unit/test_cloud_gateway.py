@@ -160,3 +160,37 @@ def test_inventory_freshness_is_per_owner_and_refreshes_are_shared():
     gw.invalidate()  # global: everyone refreshes
     gw.inventory(owner_uid="c")
     assert conn.lists == 4 * per_refresh
+
+
+def test_a_site_that_only_waits_re_lists_only_what_moves_by_itself():
+    conn = CountingLists()
+    gw = Gateway(conn=conn, inventory_ttl=60)
+    gw.inventory(owner_uid="a")
+    before = conn.lists
+    gw.invalidate("a", Gateway.WAITING_KINDS)
+    view = gw.inventory(owner_uid="a")
+    assert conn.lists - before == len(Gateway.WAITING_KINDS) == view.calls
+    assert set(view.objects) == {kind for kind, *_ in Gateway.LISTS}
+
+
+def test_fresh_listings_are_shared_by_concurrent_waiters():
+    import threading
+    import time
+
+    class SlowLists(CountingLists):
+        def __getattr__(self, proxy):
+            time.sleep(0.05)
+            return super().__getattr__(proxy)
+
+    conn = SlowLists()
+    gw = Gateway(conn=conn, inventory_ttl=60)
+    after = time.monotonic()
+    threads = [threading.Thread(target=gw.fresh, args=("load_balancer", after))
+               for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert conn.lists == 1  # ten waiters, one listing started after they asked
+    gw.fresh("load_balancer", time.monotonic())
+    assert conn.lists == 2  # asking for a newer one lists again

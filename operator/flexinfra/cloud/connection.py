@@ -16,8 +16,10 @@ from openstack.config import loader
 from flexinfra.cloud.errors import CredentialsError
 from flexinfra.cloud.gateway import Gateway
 
-#: defaults that keep one slow service from stalling a site for long (seconds)
-DEFAULT_API_TIMEOUT = 15
+#: no call hangs forever, yet a busy cloud gets time: Octavia creates a load balancer's VIP
+#: port in Neutron before it answers, which took over 15 s with 10 sites building at once
+#: (a write that times out is not retried: the next pass finds it by its tags)
+DEFAULT_API_TIMEOUT = 60
 
 
 def parse_cloud(clouds_yaml_text: str, cloud_name: str) -> dict:

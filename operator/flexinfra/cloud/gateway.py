@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from flexinfra.planning.model import CloudObject
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {429, 502, 503, 504}
+NEVER = float("-inf")  # the listing time of what was never listed
 
 
 class TokenBucket:
@@ -89,11 +91,16 @@ def to_object(kind: str, res: Any) -> CloudObject:
 
 @dataclass
 class Snapshot:
-    """One tenant-wide listing: kind -> objects, plus when it was taken."""
+    """One tenant-wide view: kind -> objects, each kind with the time its listing started."""
 
-    taken: float
     objects: dict[str, list[CloudObject]] = field(default_factory=dict)
-    calls: int = 0
+    listed_at: dict[str, float] = field(default_factory=dict)
+    calls: int = 0  # list calls made to build this view (0: served from what was listed)
+
+    @property
+    def taken(self) -> float:
+        """When the oldest of its listings started."""
+        return min(self.listed_at.values(), default=0.0)
 
     def of(self, kind: str) -> list[CloudObject]:
         return self.objects.get(kind, [])
@@ -126,11 +133,13 @@ class Gateway:
         self.bucket = TokenBucket(rate, burst)
         self.inventory_ttl = inventory_ttl
         self.retry_budget = retry_budget
-        self._snapshot: Snapshot | None = None
-        #: per owner: a snapshot must have been started after this (monotonic) time
-        self._stale_after: dict[str, float] = {}
-        self._stale_after_all = 0.0
-        self._inventory_lock = threading.Lock()
+        #: kind -> (when its last tenant-wide listing started, the objects it found)
+        self._listings: dict[str, tuple[float, list[CloudObject]]] = {}
+        self._listing_locks = {kind: threading.Lock() for kind in self.KINDS}
+        #: owner -> kind -> a listing of that kind must have started after this (monotonic)
+        self._stale_after: dict[str, dict[str, float]] = {}
+        self._stale_after_all: dict[str, float] = {}
+        self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="inventory")
         self._members: dict[str, tuple[frozenset[str], list[CloudObject]]] = {}
         self._lookups: dict[tuple[str, str], tuple[float, Any]] = {}
         self.neutron_tags_on_create = True
@@ -211,6 +220,14 @@ class Gateway:
         ("health_monitor", "load-balancer", "load_balancer", "health_monitors", {}),
     )
 
+    SNAPSHOT_LIST = ("snapshot", "block-storage", "block_storage", "snapshots", {"details": True})
+    KINDS = (*(entry[0] for entry in LISTS), "snapshot")
+    #: what a site that only waits on the cloud (servers building, a load balancer PENDING_*)
+    #: needs to see again: the network side changes only when someone writes to it
+    WAITING_KINDS = frozenset(
+        {"server", "volume", "load_balancer", "listener", "pool", "health_monitor"}
+    )
+
     def inventory(
         self,
         max_age: float | None = None,
@@ -218,52 +235,78 @@ class Gateway:
         with_snapshots: bool = False,
         owner_uid: str | None = None,
     ) -> Snapshot:
-        """The tenant snapshot, refreshed when older than ``max_age`` (default: the TTL) or
-        taken before the last ``invalidate`` that concerns ``owner_uid``.
+        """The tenant view: each kind listed tenant-wide, re-listed only when older than
+        ``max_age`` (default: the TTL) or than the last ``invalidate`` of that kind that
+        concerns ``owner_uid``.
 
-        Freshness is per owner: a site that just acted needs a listing started after its own
-        writes, not after every other site's. So N busy sites share refreshes instead of each
-        re-listing the whole tenant on every pass (which made the rate limit, not the cloud,
-        the bottleneck at 10 sites). Waiting threads re-check after taking the lock, so a
-        refresh made by one serves all whose marker it postdates.
+        Freshness is per owner and per kind: a site that just acted needs listings started
+        after its own writes, not after every other site's, and a site that only waits on its
+        servers needs the servers listed again, not the networks. One listing serves every
+        site whose marker it postdates, so N busy sites share refreshes instead of each
+        re-listing the whole tenant on every pass. Stale kinds are listed in parallel.
         """
         max_age = self.inventory_ttl if max_age is None else max_age
-        with self._inventory_lock:
-            snap = self._snapshot
-            needed_after = max(self._stale_after.get(owner_uid, 0.0), self._stale_after_all)
-            if (
-                snap is not None
-                and time.monotonic() - snap.taken <= max_age
-                and snap.taken > needed_after
-                and (not with_snapshots or "snapshot" in snap.objects)
-            ):
-                return snap
-            snap = Snapshot(taken=time.monotonic())
-            lists = list(self.LISTS)
-            if with_snapshots:
-                lists.append(
-                    ("snapshot", "block-storage", "block_storage", "snapshots", {"details": True})
-                )
-            for kind, service, proxy, method, query in lists:
-                items = self.call(service, kind, "list", self._method(proxy, method), **query)
-                snap.objects[kind] = [to_object(kind, item) for item in items]
-                snap.calls += 1
-            self._snapshot = snap
-            return snap
+        now = time.monotonic()
+        entries = list(self.LISTS) + ([self.SNAPSHOT_LIST] if with_snapshots else [])
+        owner_marks = self._stale_after.get(owner_uid, {}) if owner_uid else {}
+        wanted = {
+            entry[0]: max(
+                now - max_age,
+                owner_marks.get(entry[0], NEVER),
+                self._stale_after_all.get(entry[0], NEVER),
+            )
+            for entry in entries
+        }
+        stale = [e for e in entries if self._listings.get(e[0], (NEVER, []))[0] <= wanted[e[0]]]
+        calls = list(self._listers.map(lambda e: self._listing(e, wanted[e[0]])[2], stale))
+        view = Snapshot(calls=sum(calls))
+        for kind, *_ in entries:
+            view.listed_at[kind], view.objects[kind] = self._listings[kind]
+        return view
+
+    def fresh(self, kind: str, after: float) -> list[CloudObject]:
+        """Every object of ``kind`` in the tenant, from a listing started after ``after``.
+
+        Concurrent callers share one listing: whoever waits for the lock finds the listing
+        the previous holder made and uses it if it is recent enough. So N sites waiting on
+        their load balancers cost one list call per poll, not N GETs.
+        """
+        entry = next(e for e in (*self.LISTS, self.SNAPSHOT_LIST) if e[0] == kind)
+        return self._listing(entry, after)[1]
+
+    def _listing(self, entry: tuple, after: float) -> tuple[float, list[CloudObject], int]:
+        kind, service, proxy, method, query = entry
+        with self._listing_locks[kind]:
+            listed_at, objects = self._listings.get(kind, (NEVER, []))
+            if listed_at > after:
+                return listed_at, objects, 0
+            started = time.monotonic()
+            items = self.call(service, kind, "list", self._method(proxy, method), **query)
+            objects = [to_object(kind, item) for item in items]
+            self._listings[kind] = (started, objects)
+            return started, objects, 1
 
     def _method(self, proxy: str, method: str) -> Callable[..., Any]:
         """Resolve ``conn.<proxy>.<method>`` lazily: the first access authenticates and
         discovers the endpoint, and its faults must go through ``call`` like any other."""
         return lambda *a, **kw: getattr(getattr(self.conn, proxy), method)(*a, **kw)
 
-    def invalidate(self, owner_uid: str | None = None) -> None:
-        """Something changed (we acted, or we wait on the cloud): the owner's next read needs a
-        listing started from now on; without an owner, every reader does."""
+    def invalidate(self, owner_uid: str | None = None, kinds: Iterable[str] | None = None) -> None:
+        """Something changed (we acted, or we wait on the cloud): the owner's next read needs
+        listings of ``kinds`` (default: all) started from now on; without an owner, every
+        reader does."""
         now = time.monotonic()
-        if owner_uid is None:
-            self._stale_after_all = now
-        else:
-            self._stale_after[owner_uid] = now
+        marks = (
+            self._stale_after_all
+            if owner_uid is None
+            else self._stale_after.setdefault(owner_uid, {})
+        )
+        for kind in self.KINDS if kinds is None else kinds:
+            marks[kind] = now
+
+    def forget_owner(self, owner_uid: str) -> None:
+        """The owner is gone: drop its freshness markers."""
+        self._stale_after.pop(owner_uid, None)
 
     def members(self, pool: CloudObject) -> list[CloudObject]:
         """Members of a pool; listed only when the pool's member IDs changed since last time.
@@ -347,6 +390,24 @@ class Gateway:
 
         return self.call("network", "quota", "get", fetch)
 
+    def load_balancer_quota(self) -> Any:
+        """Octavia's limits only (-1 or None: unlimited); it does not say what is used."""
+
+        def fetch() -> Any:
+            conn = self.conn
+            return conn.load_balancer.get_quota(conn.current_project_id)
+
+        return self.call("load-balancer", "quota", "get", fetch)
+
+    def volume_quota(self) -> Any:
+        """Cinder's limits, with ``usage`` and ``reservation`` per quota name."""
+
+        def fetch() -> Any:
+            conn = self.conn
+            return conn.block_storage.get_quota_set(conn.current_project_id, usage=True)
+
+        return self.call("block-storage", "quota", "get", fetch)
+
     # --- writes used by the executor ---------------------------------------------------------
     def neutron_create(
         self, kind: str, method: Callable[..., Any], tags: list[str] | None, **attrs: Any
@@ -365,6 +426,7 @@ class Gateway:
         return created
 
     def close(self) -> None:
+        self._listers.shutdown(wait=False)
         with contextlib.suppress(Exception):  # closing must never fail a reconcile
             self.conn.close()
 

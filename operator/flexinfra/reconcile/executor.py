@@ -1,15 +1,25 @@
-"""Apply planned actions through the gateway, in order, without long waits.
+"""Apply planned actions through the gateway, as parallel as their dependencies allow.
 
-Octavia refuses changes to a load balancer's children while it is PENDING_*: before such an
-action the executor polls the LB for at most ``lb_wait`` seconds; if it is still busy, every
-remaining LB action is left for the next pass (the plan is recomputed then) and the caller
-requeues.
+The plan is a sequence; the executor keeps its meaning while overlapping what is
+independent:
+* creates and adoptions start at once, each after the actions whose objects it refers to
+  (``Ref``): the router, the security group and the servers are asked for together;
+* load balancer children form one lane, in plan order: Octavia refuses a change while the LB
+  is PENDING_*, so before each the executor waits (at most ``lb_wait`` seconds, on a
+  tenant-wide LB listing shared by every site) for it to be ACTIVE; if it stays busy, the rest
+  of the lane is left for the next pass (the plan is recomputed then) and the caller requeues;
+* any other verb (delete, update, attach, ...) is a barrier: it starts when everything before
+  it has finished, and everything after it waits for it.
+A failure stops nothing already started; once all have settled, the first failure in plan
+order is raised.
 """
 
 from __future__ import annotations
 
 import base64
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,13 +47,37 @@ class Execution:
     lb_busy: bool = False
 
 
+PARALLEL_VERBS = frozenset({"create", "adopt"})
+
+
+class Skipped(Exception):
+    """An action not run because one it depends on was skipped or failed."""
+
+
+def ref_keys(value: Any) -> set[str]:
+    """The keys of the objects a parameter value refers to (``Ref``), however nested."""
+    if isinstance(value, Ref):
+        return {value.key}
+    if isinstance(value, (list, tuple)):
+        return set().union(*map(ref_keys, value)) if value else set()
+    if isinstance(value, dict):
+        return ref_keys(list(value.values()))
+    return set()
+
+
 class Executor:
-    def __init__(self, gateway: Gateway, known: dict[str, Any], *, lb_wait: float = 3.0) -> None:
+    def __init__(
+        self, gateway: Gateway, known: dict[str, Any], *, lb_wait: float = 5.0, parallel: int = 6
+    ) -> None:
         self.gw = gateway
         self.conn = gateway.conn
         self.known = dict(known)  # key -> CloudObject of what already exists
         self.lb_wait = lb_wait
+        self.parallel = parallel
         self.result = Execution()
+        self._lock = threading.Lock()
+        #: a listing of the load balancer must have started after this to be believed
+        self._lb_changed_at = time.monotonic()
 
     # --- refs ----------------------------------------------------------------------------------
     def resolve(self, value: Any) -> Any:
@@ -59,19 +93,66 @@ class Executor:
         return value
 
     def run(self, actions: list[PlannedAction]) -> Execution:
-        for action in actions:
-            if action.needs_active_lb and (self.result.lb_busy or not self._lb_active()):
+        if not actions:
+            return self.result
+        futures: list[Future] = []
+        by_key: dict[str, Future] = {}
+        barrier: Future | None = None
+        lb_lane: Future | None = None
+        with ThreadPoolExecutor(
+            max_workers=min(self.parallel, len(actions)), thread_name_prefix="executor"
+        ) as pool:
+            # FIFO start order: an action starts only after every earlier one has started, so
+            # waiting on earlier futures from inside the pool cannot deadlock
+            for action in actions:
+                deps = [by_key[k] for k in ref_keys(dict(action.params)) if k in by_key]
+                if barrier is not None:
+                    deps.append(barrier)
+                if action.needs_active_lb:
+                    deps += [lb_lane] if lb_lane is not None else []
+                elif action.verb not in PARALLEL_VERBS:
+                    deps = list(futures)
+                future = pool.submit(self._run_one, action, deps)
+                futures.append(future)
+                if action.key:
+                    by_key[action.key] = future
+                if action.needs_active_lb:
+                    lb_lane = future
+                elif action.verb not in PARALLEL_VERBS:
+                    barrier = future
+        errors = [f.exception() for f in futures]
+        first = next((e for e in errors if e is not None and not isinstance(e, Skipped)), None)
+        if first is not None:
+            raise first
+        # keep what was done in plan order (events read as the plan does)
+        order = {id(a): n for n, a in enumerate(actions)}
+        self.result.done.sort(key=lambda a: order[id(a)])
+        self.result.skipped.sort(key=lambda a: order[id(a)])
+        return self.result
+
+    def _run_one(self, action: PlannedAction, deps: list[Future]) -> None:
+        for dep in deps:
+            if dep.exception() is not None:  # waits for it; a failed or skipped one stops us
+                with self._lock:
+                    self.result.skipped.append(action)
+                raise Skipped(action.describe())
+        if action.needs_active_lb and (self.result.lb_busy or not self._lb_active()):
+            with self._lock:
                 self.result.lb_busy = True
                 self.result.skipped.append(action)
-                continue
-            params = {k: self.resolve(v) for k, v in action.params.items()}
-            try:
-                obj = self._apply(action, params)
-            except FlexinfraError as err:
-                if "could not be found" in err.message or "not found" in err.message.lower():
-                    self.gw.forget_lookups()  # e.g. a flavor re-created: look it up again
-                    self.gw.invalidate()
-                raise
+            raise Skipped(action.describe())
+        params = {k: self.resolve(v) for k, v in action.params.items()}
+        try:
+            obj = self._apply(action, params)
+        except FlexinfraError as err:
+            if "could not be found" in err.message or "not found" in err.message.lower():
+                self.gw.forget_lookups()  # e.g. a flavor re-created: look it up again
+                self.gw.invalidate()
+            raise
+        finally:
+            if action.needs_active_lb or action.kind == "load_balancer":
+                self._lb_changed_at = time.monotonic()  # it goes PENDING_UPDATE now
+        with self._lock:
             if obj is not None and action.key:
                 self.result.created[action.key] = obj
             self.result.done.append(action)
@@ -81,28 +162,22 @@ class Executor:
                     f"{action.kind.replace('_', ' ')} {action.name}: {action.reason}",
                 )
             )
-        return self.result
 
     def _lb_active(self) -> bool:
         lb = self.result.created.get("load_balancer") or self.known.get("load_balancer")
         if lb is None:
             return False
         deadline = time.monotonic() + self.lb_wait
+        after = self._lb_changed_at
         while True:
-            fresh = self.gw.call(
-                "load-balancer",
-                "load_balancer",
-                "get",
-                self.conn.load_balancer.get_load_balancer,
-                lb.id,
-                missing_ok=True,
-            )
+            fresh = next((x for x in self.gw.fresh("load_balancer", after) if x.id == lb.id), None)
             if fresh is None:
                 return False
-            if fresh.provisioning_status == "ACTIVE":
+            if fresh.status == "ACTIVE":
                 return True
-            if fresh.provisioning_status == "ERROR" or time.monotonic() > deadline:
+            if fresh.status == "ERROR" or time.monotonic() > deadline:
                 return False
+            after = time.monotonic()
             time.sleep(0.5)
 
     # --- one action ----------------------------------------------------------------------------

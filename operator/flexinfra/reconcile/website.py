@@ -35,8 +35,9 @@ __all__ = [
 ]
 log = logging.getLogger(__name__)
 
-#: come back this soon while the cloud works (BUILD, PENDING_*)
-BUSY_REQUEUE = 2.0
+#: come back this soon while the cloud works (BUILD, PENDING_*): a pass that only waits
+#: costs a few list calls shared by every waiting site of the tenant
+BUSY_REQUEUE = 1.0
 
 
 @dataclass
@@ -95,9 +96,12 @@ def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome
         gateway.invalidate(owner.uid)
         raise CloudError("; ".join(plan.blocked))
     busy = bool(plan.actions or plan.waiting or execution.lb_busy)
-    if busy:
-        # we changed something or wait on the cloud: look again next time
-        gateway.invalidate(owner.uid)
+    if execution.done:
+        gateway.invalidate(owner.uid)  # we changed things: see them all again next pass
+    elif busy:
+        # we only wait on the cloud (servers building, the LB PENDING_*): only what moves by
+        # itself needs listing again, not the network side
+        gateway.invalidate(owner.uid, Gateway.WAITING_KINDS)
     resources = _resources(observed, execution.created)
     if not busy:
         message = f"{plan.ready_replicas}/{intent.replicas} servers serving"
@@ -125,7 +129,7 @@ def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome
         resources=resources,
         url=plan.url,
         ready_replicas=plan.ready_replicas,
-        requeue_after=BUSY_REQUEUE if (plan.waiting or execution.skipped) else 1.0,
+        requeue_after=BUSY_REQUEUE,
         events=execution.events,
         actions=doing,
     )

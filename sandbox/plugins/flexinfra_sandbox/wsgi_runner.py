@@ -35,6 +35,9 @@ class Runner(BaseApplication):
             # OpenStack calls can be slow (Nova waits on Neutron, Octavia on Nova)
             "timeout": o.timeout,
             "graceful_timeout": 5,
+            # like the keep-alive timeouts of the proxies in front of real clouds (gunicorn's 2 s
+            # default makes clients often reuse a connection the server is just closing)
+            "keepalive": 30,
             "proc_name": o.name,
             "accesslog": "-" if o.access_log else None,
             "errorlog": "-",
