@@ -47,6 +47,18 @@ def calls_by_kind(op: Operator) -> dict[str, float]:
     return out
 
 
+def phases(op: Operator) -> str:
+    """Mean seconds per reconcile phase (observe, quota, execute) over the run so far."""
+    m = op.metrics()
+    out = []
+    for phase in ("observe", "quota", "execute"):
+        key = f'flexinfra_reconcile_phase_seconds_%s{{kind="WebSite",phase="{phase}"}}'
+        count, total = m.get(key % "count", 0), m.get(key % "sum", 0)
+        if count:
+            out.append(f"{phase} {total / count:.2f}s x{count:.0f}")
+    return ", ".join(out)
+
+
 def calls(op: Operator) -> float:
     return sum(calls_by_kind(op).values())
 
@@ -118,6 +130,7 @@ def run(n: int, replicas: int, baseline: bool) -> dict:
         out["operator_cpu"] = cpu.summary(cpu.spent(cpu0, cpu.snapshot()))
         out["create_calls"] = calls(op) - c0
         out["create_calls_top"] = top_calls(kinds0, calls_by_kind(op))
+        out["create_phases"] = phases(op)
         if "baseline_s" in out:
             out["ratio"] = out["operator_s"] / out["baseline_s"]
 

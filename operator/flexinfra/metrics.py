@@ -13,6 +13,13 @@ RECONCILE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+RECONCILE_PHASE_SECONDS = Histogram(
+    "flexinfra_reconcile_phase_seconds",
+    "Time spent in each phase of a reconcile pass: observe (inventory), quota (pre-checks), "
+    "execute (cloud writes and load balancer waits)",
+    ["kind", "phase"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
 OBJECT_READY = Gauge(
     "flexinfra_object_ready",
     "1 when the object's Ready condition is True",

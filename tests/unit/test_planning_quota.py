@@ -57,6 +57,7 @@ def test_short_on_instances_and_networks_says_what_to_do():
     message = err.value.message
     assert "instances: need 3, 1 left" in message and "networks: need 1, 0 left" in message
     assert "nothing was created" in message and "raise the project's quota" in message
+    assert "or lower spec.replicas" in message  # servers are per replica: fewer would fit
 
 
 class WithOctaviaAndCinder(QuotaOnly):
@@ -172,3 +173,11 @@ def test_unlimited_or_unreadable_octavia_and_cinder_quotas_pass():
     check_quota(
         WithOctaviaAndCinder(refused, {}, empty, readable=False), site_plan(), ObservedSite()
     )
+
+
+def test_a_load_balancer_shortfall_does_not_suggest_fewer_replicas():
+    cloud = WithOctaviaAndCinder({**UNLIMITED_LB, "load_balancers": 0}, {}, ROOMY_CINDER)
+    with pytest.raises(CloudError) as err:
+        check_quota(cloud, site_plan(members=1, volumes=0), ObservedSite())
+    assert "load balancers: need 1, 0 left" in err.value.message
+    assert "spec.replicas" not in err.value.message  # no number of replicas frees one

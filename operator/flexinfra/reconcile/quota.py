@@ -8,6 +8,7 @@ already has is counted from the tenant inventory (members from the pools' member
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 from flexinfra.cloud.errors import CloudError
 from flexinfra.cloud.gateway import Gateway
@@ -33,23 +34,40 @@ OCTAVIA = {
 
 
 def check_quota(gateway: Gateway, plan: Plan, observed: ObservedSite) -> None:
-    """Refuse before the first write when the project's quota cannot hold what we create."""
+    """Refuse before the first write when the project's quota cannot hold what we create.
+
+    The four services are asked at once: a first pass waits on this before its first write,
+    and a busy cloud answers each in a second or more.
+    """
     creates = Counter(a.kind for a in plan.actions if a.verb == "create")
-    shortfalls = [
-        f"{what}: need {need}, {left} left"
-        for what, need, left in (
-            *_nova(gateway, creates, observed),
-            *_neutron(gateway, creates),
-            *_octavia(gateway, creates),
-            *_cinder(gateway, plan, creates),
-        )
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="quota") as pool:
+        asked = [
+            pool.submit(_nova, gateway, creates, observed),
+            pool.submit(_neutron, gateway, creates),
+            pool.submit(_octavia, gateway, creates),
+            pool.submit(_cinder, gateway, plan, creates),
+        ]
+        checks = [check for future in asked for check in future.result()]
+    short = [
+        (what, need, left)
+        for what, need, left in checks
         if need and left is not None and need > left
     ]
-    if shortfalls:
+    if short:
+        per_replica = {
+            "instances",
+            "cores",
+            "RAM (MB)",
+            "ports",
+            "members",
+            "volumes",
+            "volume gigabytes",
+        }
         raise CloudError(
             "quota exceeded, nothing was created: "
-            + "; ".join(shortfalls)
-            + ". Ask the cloud admin to raise the project's quota, or lower spec.replicas"
+            + "; ".join(f"{what}: need {need}, {left} left" for what, need, left in short)
+            + ". Ask the cloud admin to raise the project's quota"
+            + (", or lower spec.replicas" if any(s[0] in per_replica for s in short) else "")
         )
 
 

@@ -17,6 +17,7 @@ from flexinfra.cloud import tags as T
 from flexinfra.cloud.errors import CloudError, InvalidSpec
 from flexinfra.cloud.gateway import Gateway
 from flexinfra.cloud.tags import Owner
+from flexinfra.metrics import RECONCILE_PHASE_SECONDS as PHASE
 from flexinfra.planning import website as P
 from flexinfra.planning.intent import site_intent, spec_problems
 from flexinfra.planning.model import ObservedSite, Plan, PlannedAction, SiteIntent
@@ -79,12 +80,15 @@ def plan_website(owner: Owner, spec, template, gateway: Gateway) -> list[Planned
 
 
 def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome:
-    intent, observed, plan = _observe_and_plan(owner, spec, template, gateway, max_age=None)
+    with PHASE.labels("WebSite", "observe").time():
+        intent, observed, plan = _observe_and_plan(owner, spec, template, gateway, max_age=None)
     if plan.actions:
-        check_quota(gateway, plan, observed)
+        with PHASE.labels("WebSite", "quota").time():
+            check_quota(gateway, plan, observed)
     known = _known(observed)
     try:
-        execution = Executor(gateway, known).run(plan.actions)
+        with PHASE.labels("WebSite", "execute").time():
+            execution = Executor(gateway, known).run(plan.actions)
     except Exception:
         # some writes may have happened (or a lost response may hide one): never plan the
         # next pass from the old snapshot, or the same objects would be created twice
