@@ -121,6 +121,15 @@ def test_connection_cache_reuses_per_secret_version():
     assert second is not first
 
 
+def test_connections_keep_enough_sockets_for_concurrent_calls():
+    from flexinfra.cloud.connection import POOL_SIZE
+
+    gateway = ConnectionCache().get("secret-uid", "1", CLOUDS, "demo")
+    adapters = gateway.conn.session.session.adapters
+    assert {scheme: a._pool_maxsize for scheme, a in adapters.items()} == {
+        "http://": POOL_SIZE, "https://": POOL_SIZE}
+
+
 class CountingLists:
     """A connection whose every list call returns nothing and is counted."""
 

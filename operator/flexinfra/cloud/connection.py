@@ -11,6 +11,7 @@ import threading
 
 import openstack.connection
 import yaml
+from keystoneauth1.session import TCPKeepAliveAdapter
 from openstack.config import loader
 
 from flexinfra.cloud.errors import CredentialsError
@@ -59,7 +60,30 @@ def connect(entry: dict, *, app_name: str = "flexinfra") -> openstack.connection
             f"the clouds.yaml entry cannot be used ({type(err).__name__}); check auth_type "
             "and the auth keys"
         ) from None
-    return openstack.connection.Connection(config=region, app_name=app_name)
+    conn = openstack.connection.Connection(config=region, app_name=app_name)
+    _widen_connection_pools(conn)
+    return conn
+
+
+#: connections kept open per service endpoint; every site of a tenant shares one connection
+#: object, and a pass makes several calls at once (requests' default keeps only 10)
+POOL_SIZE = 64
+
+
+def _widen_connection_pools(conn: openstack.connection.Connection) -> None:
+    """Keep keystoneauth's TCP keep-alive adapter, with room for every concurrent call, so
+    connections are reused instead of opened, discarded and logged about."""
+    http = conn.session.session  # keystoneauth Session -> requests.Session
+    for scheme, adapter in list(http.adapters.items()):
+        http.mount(
+            scheme,
+            TCPKeepAliveAdapter(
+                pool_connections=16,
+                pool_maxsize=POOL_SIZE,
+                tls_ciphers=getattr(adapter, "tls_ciphers", None),
+                tls_min_version=getattr(adapter, "tls_min_version", None),
+            ),
+        )
 
 
 class ConnectionCache:
