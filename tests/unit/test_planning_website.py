@@ -462,6 +462,17 @@ def test_untagged_object_with_our_name_is_adopted():
     assert subnet.params["network_id"] == "net-1"
 
 
+def test_untagged_floating_ip_with_our_description_is_adopted_not_duplicated():
+    it = intent()
+    obs = FakeTenant().observe(it)
+    obs.untagged["floating_ip:fi-ns-site-fip"] = CloudObject("floating_ip", "fip-1", "")
+    plan, _ = P.plan_site(it, obs)
+    fip = [a for a in plan.actions if a.kind == "floating_ip"]
+    assert [(a.verb, a.target_id) for a in fip] == [("adopt", "fip-1")]
+    assert "port_id" in fip[0].params and any(t.startswith("flexinfra-owner:")
+                                              for t in fip[0].params["tags"])
+
+
 def test_load_balancer_pending_means_wait():
     tenant, it = FakeTenant(), intent()
     converge(tenant, it)

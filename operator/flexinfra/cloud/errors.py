@@ -22,6 +22,9 @@ class FlexinfraError(Exception):
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        #: (reason, message) of the steps done in the same pass before this failure: they
+        #: happened, so they are reported (as Events) even though the pass failed
+        self.events: list[tuple[str, str]] = []
 
 
 class InvalidSpec(FlexinfraError):

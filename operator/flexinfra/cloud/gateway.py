@@ -142,7 +142,9 @@ class Gateway:
         self._listers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="inventory")
         self._members: dict[str, tuple[frozenset[str], list[CloudObject]]] = {}
         self._lookups: dict[tuple[str, str], tuple[float, Any]] = {}
-        self.neutron_tags_on_create = True
+        #: does Neutron take tags in a create's body? None: not known yet (first create asks)
+        self.neutron_tags_on_create: bool | None = None
+        self._tags_probe = threading.Lock()
 
     # --- the one call path ---------------------------------------------------------------------
     def call(
@@ -412,14 +414,25 @@ class Gateway:
     def neutron_create(
         self, kind: str, method: Callable[..., Any], tags: list[str] | None, **attrs: Any
     ) -> Any:
-        """Create with tags in the body (atomic); fall back to create + set tags on old Neutron."""
+        """Create with tags in the body (atomic) where Neutron takes them; else create, then
+        tag (a crash in between leaves an untagged object with our name: adopted next pass).
+
+        Which one is learnt once per tenant, by the first create; the creates that come
+        meanwhile wait for the answer rather than all being refused with a 400.
+        """
+        if tags and self.neutron_tags_on_create is None:
+            with self._tags_probe:
+                if self.neutron_tags_on_create is None:
+                    try:
+                        created = self.call("network", kind, "create", method, tags=tags, **attrs)
+                        self.neutron_tags_on_create = True
+                        return created
+                    except FlexinfraError as err:
+                        if "tags" not in err.message.lower() or "400" not in err.message:
+                            raise
+                        self.neutron_tags_on_create = False
         if tags and self.neutron_tags_on_create:
-            try:
-                return self.call("network", kind, "create", method, tags=tags, **attrs)
-            except FlexinfraError as err:
-                if "tags" not in err.message.lower() or "400" not in err.message:
-                    raise
-                self.neutron_tags_on_create = False
+            return self.call("network", kind, "create", method, tags=tags, **attrs)
         created = self.call("network", kind, "create", method, **attrs)
         if tags:
             self.call("network", kind, "tag", self.conn.network.set_tags, created, tags)

@@ -106,11 +106,13 @@ def reconcile_once(body: kopf.Body, template_index: kopf.Index) -> Result:
         outcome = reconcile_website(owner, spec, template, gateway)
     except TransientError as e:
         return Result(False, Reason.TRANSIENT_ERROR, f"{e.message} (retrying)", progressing=True,
-                      retry_after=e.retry_after or get_settings().retry_delay)
+                      retry_after=e.retry_after or get_settings().retry_delay, events=e.events)
     except (InvalidSpec, CloudError, CredentialsError) as e:
-        return Result(False, e.reason, e.message, progressing=False, warning=True)
+        return Result(False, e.reason, e.message, progressing=False, warning=True,
+                      events=e.events)
     except FlexinfraError as e:
-        return Result(False, Reason.CLOUD_ERROR, e.message, progressing=False, warning=True)
+        return Result(False, Reason.CLOUD_ERROR, e.message, progressing=False, warning=True,
+                      events=e.events)
     return Result(
         ready=outcome.ready,
         reason=outcome.reason,

@@ -991,7 +991,19 @@ class Planner:
         vip_port = Ref("load_balancer", "vip_port_id") if lb is None else lb.get("vip_port_id")
         want_tags = self.tags("floating_ip") + ([T.RETAIN_TAG] if i.retain_ip else [])
         if fip is None:
-            if o.retained_ip is not None:
+            orphan = o.untagged.get(f"floating_ip:{name}")
+            if orphan is not None:
+                self.add(
+                    "adopt",
+                    "floating_ip",
+                    name,
+                    "found untagged with our name (a create whose tagging was lost); tagging it",
+                    "floating_ip",
+                    orphan.id,
+                    tags=want_tags,
+                    port_id=vip_port,
+                )
+            elif o.retained_ip is not None:
                 self.add(
                     "adopt",
                     "floating_ip",

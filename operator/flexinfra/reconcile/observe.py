@@ -97,6 +97,12 @@ def observe_site(
                     t.startswith(T.OWNER_PREFIX) for t in obj.tags
                 ):
                     obs.untagged[f"{kind}:{obj.name}"] = obj
+    if obs.floating_ip is None:  # floating IPs have no name: ours carry it as description
+        for obj in snap.of("floating_ip"):
+            if obj.get("description") == names["floating_ip"] and not any(
+                t.startswith(T.OWNER_PREFIX) for t in obj.tags
+            ):
+                obs.untagged[f"floating_ip:{names['floating_ip']}"] = obj
     for obj in snap.of("port"):
         if (
             obj.name.startswith(intent.prefix + "-web-")

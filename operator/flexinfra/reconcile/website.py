@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from flexinfra.api.conditions import Reason
 from flexinfra.api.website import FloatingIPStatus, ServerStatus, WebSiteResources
 from flexinfra.cloud import tags as T
-from flexinfra.cloud.errors import CloudError, InvalidSpec
+from flexinfra.cloud.errors import CloudError, FlexinfraError, InvalidSpec
 from flexinfra.cloud.gateway import Gateway
 from flexinfra.cloud.tags import Owner
 from flexinfra.metrics import RECONCILE_PHASE_SECONDS as PHASE
@@ -85,17 +85,19 @@ def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome
     if plan.actions:
         with PHASE.labels("WebSite", "quota").time():
             check_quota(gateway, plan, observed)
-    known = _known(observed)
+    executor = Executor(gateway, _known(observed))
     try:
         with PHASE.labels("WebSite", "execute").time():
-            execution = Executor(gateway, known).run(plan.actions)
-    except Exception:
+            execution = executor.run(plan.actions)
+    except Exception as err:
         # some writes may have happened (or a lost response may hide one): never plan the
         # next pass from the old snapshot, or the same objects would be created twice
         gateway.invalidate(owner.uid)
+        _log_steps(owner, executor.result.events)
+        if isinstance(err, FlexinfraError):
+            err.events = list(executor.result.events)
         raise
-    for reason, message in execution.events:
-        log.info("%s/%s: %s %s", owner.namespace, owner.name, reason, message)
+    _log_steps(owner, execution.events)
     if plan.blocked:
         gateway.invalidate(owner.uid)
         raise CloudError("; ".join(plan.blocked))
@@ -137,6 +139,11 @@ def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome
         events=execution.events,
         actions=doing,
     )
+
+
+def _log_steps(owner: Owner, events: list[tuple[str, str]]) -> None:
+    for reason, message in events:
+        log.info("%s/%s: %s %s", owner.namespace, owner.name, reason, message)
 
 
 def _known(o: ObservedSite) -> dict:
