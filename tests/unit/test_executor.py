@@ -124,3 +124,17 @@ def test_a_busy_load_balancer_skips_its_lane_only():
     result = run(plan, rec, lb_active=False)
     assert result.lb_busy and [a.name for a in result.skipped] == ["l80", "p80"]
     assert [a.name for a in result.done] == ["fip"]
+
+
+def test_after_a_load_balancer_step_the_network_side_is_not_listed_again():
+    from flexinfra.cloud.gateway import Gateway
+    from flexinfra.reconcile.website import TOUCHES, kinds_to_relist
+
+    assert kinds_to_relist([]) == Gateway.WAITING_KINDS  # only waiting
+    after_listener = kinds_to_relist([create("listener", "l80")])
+    assert {"load_balancer", "listener", "pool"} <= after_listener
+    assert not after_listener & {"network", "subnet", "port", "security_group", "router"}
+    assert "port" in kinds_to_relist([create("router_interface", "r")])
+    assert kinds_to_relist([create("mystery", "x")]) is None  # unknown: list everything
+    listed = {kind for kind, *_ in Gateway.LISTS}
+    assert all(kinds <= listed for kinds in TOUCHES.values())

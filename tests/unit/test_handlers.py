@@ -87,9 +87,9 @@ def busy_outcome() -> Outcome:
     return out
 
 
-def run(b: kopf.Body, from_timer=False, retry=0) -> kopf.Patch:
+def run(b: kopf.Body, from_timer=False) -> kopf.Patch:
     patch = kopf.Patch()
-    handler.run(b, patch, TEMPLATES, retry=retry, from_timer=from_timer)
+    handler.run(b, patch, TEMPLATES, from_timer=from_timer)
     return patch
 
 
@@ -143,11 +143,27 @@ def test_missing_template_names_it(cloud, events):
     assert cloud["calls"] == []
 
 
-def test_transient_error_retries_with_backoff(cloud, events):
-    cloud["raise"] = TransientError("network: 503 from the cloud")
+def test_transient_errors_back_off_with_failures_in_a_row_not_with_progress(cloud, events):
+    b = body()
+    handler.transient_streaks.reset(b.metadata.uid)  # whatever earlier tests left
+    cloud["outcome"] = busy_outcome()
+    for _ in range(12):  # a long create: many progress requeues (kopf's retry count grows)
+        with pytest.raises(kopf.TemporaryError):
+            run(b)
+    cloud["raise"] = TransientError("network: 503 from the cloud", retry_after=1.0)
+    delays = []
+    for _ in range(3):
+        with pytest.raises(kopf.TemporaryError) as err:
+            run(b)
+        delays.append(err.value.delay)
+    assert delays == [5.0, 10.0, 20.0]  # the first failure waits the first delay, then doubles
+    cloud["raise"] = None  # a pass that gets through resets the streak
+    with pytest.raises(kopf.TemporaryError):
+        run(b)
+    cloud["raise"] = TransientError("503", retry_after=30.0)
     with pytest.raises(kopf.TemporaryError) as err:
-        run(body(), retry=3)
-    assert err.value.delay == pytest.approx(min(5.0 * 2**3, 120.0))
+        run(b)
+    assert err.value.delay == 30.0  # the cloud's Retry-After wins when longer
 
 
 def test_cloud_error_is_a_condition_not_a_retry_storm(cloud, events):

@@ -393,13 +393,22 @@ class Gateway:
         return self.call("network", "quota", "get", fetch)
 
     def load_balancer_quota(self) -> Any:
-        """Octavia's limits only (-1 or None: unlimited); it does not say what is used."""
+        """Octavia's limits only (-1 or None: unlimited); it does not say what is used.
+
+        Limits change rarely and every load balancer step of every site checks them, so
+        they are kept a minute (what is used comes from the inventory, always current).
+        """
 
         def fetch() -> Any:
             conn = self.conn
-            return conn.load_balancer.get_quota(conn.current_project_id)
+            return self.call(
+                "load-balancer",
+                "quota",
+                "get",
+                lambda: conn.load_balancer.get_quota(conn.current_project_id),
+            )
 
-        return self.call("load-balancer", "quota", "get", fetch)
+        return self._cached("octavia-quota", "", 60, fetch)
 
     def volume_quota(self) -> Any:
         """Cinder's limits, with ``usage`` and ``reservation`` per quota name."""

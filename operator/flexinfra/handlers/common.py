@@ -58,6 +58,34 @@ def object_lock(uid: str, wait: bool) -> Iterator[bool]:
 def forget_lock(uid: str) -> None:
     with _locks_guard:
         _locks.pop(uid, None)
+    transient_streaks.reset(uid)
+
+
+class TransientStreaks:
+    """Consecutive transient failures per object, for the retry backoff.
+
+    kopf's ``retry`` counts every temporary error of a handler, and a long create requeues
+    itself dozens of times while it waits on the cloud: backing off on that count would make
+    one 503 after a minute of progress wait the maximum delay. The backoff grows with the
+    failures in a row, and any pass that gets through resets it.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def next_delay(self, uid: str, first: float, cap: float) -> float:
+        with self._lock:
+            n = self._counts.get(uid, 0)
+            self._counts[uid] = n + 1
+        return min(first * 2 ** min(n, 10), cap)
+
+    def reset(self, uid: str) -> None:
+        with self._lock:
+            self._counts.pop(uid, None)
+
+
+transient_streaks = TransientStreaks()
 
 
 def validation_message(err: ValidationError, prefix: str = "spec") -> str:

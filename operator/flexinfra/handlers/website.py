@@ -29,6 +29,7 @@ from flexinfra.handlers.common import (
     forget_lock,
     object_lock,
     parse_conditions,
+    transient_streaks,
     validation_message,
     write_status,
 )
@@ -155,12 +156,12 @@ def desired_status(body: kopf.Body, result: Result) -> dict[str, Any]:
     return status.to_k8s()
 
 
-def _backoff(retry: int) -> float:
+def _backoff(uid: str) -> float:
     s = get_settings()
-    return min(s.retry_delay * (2 ** min(retry, 10)), s.retry_max_delay)
+    return transient_streaks.next_delay(uid, s.retry_delay, s.retry_max_delay)
 
 
-def run(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index, *, retry: int,
+def run(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index, *,
         from_timer: bool) -> None:
     with object_lock(body.metadata.uid, wait=not from_timer) as acquired:
         if not acquired:
@@ -182,8 +183,14 @@ def run(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index, *, retry
             kopf.event(body, type="Normal", reason=str(result.reason),
                        message=result.message)
         write_status(KIND, body, patch, desired_status(body, result))
+    if result.reason != Reason.TRANSIENT_ERROR:
+        transient_streaks.reset(body.metadata.uid)
     if result.retry_after is not None and not from_timer:
-        delay = result.retry_after if result.reason != Reason.TRANSIENT_ERROR else _backoff(retry)
+        transient = result.reason == Reason.TRANSIENT_ERROR
+        delay = (
+            max(_backoff(body.metadata.uid), result.retry_after) if transient
+            else result.retry_after
+        )
         marker = TRANSIENT if result.reason == Reason.TRANSIENT_ERROR else PROGRESSING
         raise kopf.TemporaryError(f"{marker} {result.message}", delay=delay)
 
@@ -193,8 +200,8 @@ def run(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index, *, retry
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @kopf.on.field(GROUP, VERSION, PLURAL, field=("metadata", "annotations", TEMPLATE_HASH_ANNOTATION))
 def website_changed(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index,
-                    retry: int, **_: Any) -> None:
-    run(body, patch, template_index, retry=retry, from_timer=False)
+                    **_: Any) -> None:
+    run(body, patch, template_index, from_timer=False)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=get_settings().drift_interval,
@@ -204,11 +211,11 @@ def website_drift(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index
     """Puts back what was changed behind the operator's back; costs no writes when idle."""
     if body.metadata.get("deletionTimestamp"):
         return
-    run(body, patch, template_index, retry=0, from_timer=True)
+    run(body, patch, template_index, from_timer=True)
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def website_deleted(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+def website_deleted(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     """Ordered teardown; the finalizer goes only when a tag sweep finds nothing left."""
     meta = body.metadata
     owner = Owner(uid=meta.uid, namespace=meta.namespace, name=meta.name, kind=KIND)
@@ -222,9 +229,10 @@ def website_deleted(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) ->
                        "abandon them)")
             write_status(KIND, body, patch, desired_status(
                 body, Result(False, Reason.DELETING, message, progressing=True)))
-            raise kopf.TemporaryError(f"{TRANSIENT} {message}", delay=_backoff(retry)) from None
+            raise kopf.TemporaryError(f"{TRANSIENT} {message}", delay=_backoff(meta.uid)) from None
         for reason, message in getattr(outcome, "events", []):
             kopf.event(body, type="Normal", reason=reason, message=message)
+        transient_streaks.reset(meta.uid)
         if not outcome.done:
             message = "deleting: waiting for " + ", ".join(outcome.remaining[:8])
             write_status(KIND, body, patch, desired_status(

@@ -102,12 +102,10 @@ def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome
         gateway.invalidate(owner.uid)
         raise CloudError("; ".join(plan.blocked))
     busy = bool(plan.actions or plan.waiting or execution.lb_busy)
-    if execution.done:
-        gateway.invalidate(owner.uid)  # we changed things: see them all again next pass
-    elif busy:
-        # we only wait on the cloud (servers building, the LB PENDING_*): only what moves by
-        # itself needs listing again, not the network side
-        gateway.invalidate(owner.uid, Gateway.WAITING_KINDS)
+    if busy:
+        # what we changed, and what moves by itself while we wait (servers building, the
+        # LB PENDING_*), must be listed again before the next pass; the rest need not be
+        gateway.invalidate(owner.uid, kinds_to_relist(execution.done))
     resources = _resources(observed, execution.created)
     if not busy:
         message = f"{plan.ready_replicas}/{intent.replicas} servers serving"
@@ -139,6 +137,45 @@ def reconcile_website(owner: Owner, spec, template, gateway: Gateway) -> Outcome
         events=execution.events,
         actions=doing,
     )
+
+
+#: what an action changes, directly or as a side effect, by the kind of object it acts on
+TOUCHES: dict[str, frozenset[str]] = {
+    "network": frozenset({"network", "subnet", "port"}),
+    "subnet": frozenset({"subnet", "network", "port"}),  # a DHCP port may come with it
+    "router": frozenset({"router", "port"}),
+    "router_interface": frozenset({"router", "port", "subnet"}),
+    "security_group": frozenset({"security_group"}),
+    "security_group_rule": frozenset({"security_group"}),
+    "port": frozenset({"port"}),
+    "floating_ip": frozenset({"floating_ip", "port"}),
+    "server_group": frozenset({"server_group"}),
+    "server": frozenset({"server", "port", "server_group", "volume"}),
+    "volume": frozenset({"volume", "server"}),
+    "load_balancer": frozenset(
+        {"load_balancer", "listener", "pool", "health_monitor", "port", "floating_ip"}
+    ),
+    "listener": frozenset({"load_balancer", "listener", "pool"}),
+    "pool": frozenset({"load_balancer", "listener", "pool", "health_monitor"}),
+    "health_monitor": frozenset({"load_balancer", "pool", "health_monitor"}),
+    "member": frozenset({"load_balancer", "pool"}),
+}
+
+
+def kinds_to_relist(done: list[PlannedAction]) -> frozenset[str] | None:
+    """The kinds the next pass must see listed anew: what moves by itself while we wait,
+    plus what this pass's actions changed. None (everything) for an action not mapped.
+
+    After a listener is created, say, the networks, ports and security groups of the tenant
+    need not be listed again: on a 50-site tenant that is most of the listing cost.
+    """
+    kinds = set(Gateway.WAITING_KINDS)
+    for action in done:
+        touched = TOUCHES.get(action.kind)
+        if touched is None:
+            return None
+        kinds |= touched
+    return frozenset(kinds)
 
 
 def _log_steps(owner: Owner, events: list[tuple[str, str]]) -> None:
