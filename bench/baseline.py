@@ -11,8 +11,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import openstack
+from keystoneauth1 import exceptions as ksa_exc
 
 USER_DATA = "#!/bin/sh\ncd /tmp && exec python3 -m http.server 80 --bind 0.0.0.0\n"
+
+
+def patient(fn, *args, **kwargs):
+    """A read or a wait, retried when a busy API resets the connection (as the operator's
+    gateway retries its reads): a baseline that dies on the first reset measures nothing."""
+    for attempt in range(5):
+        try:
+            return fn(*args, **kwargs)
+        except (ksa_exc.ConnectFailure, ksa_exc.ConnectTimeout):
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
 
 
 def build_site(conn: openstack.connection.Connection, name: str, cidr: str,
@@ -45,22 +58,22 @@ def build_site(conn: openstack.connection.Connection, name: str, cidr: str,
             name=f"{name}-web-{i}", image_id=image.id, flavor_id=flavor.id,
             networks=[{"uuid": net.id}], security_groups=[{"name": sg.name}],
             user_data=base64.b64encode(USER_DATA.encode()).decode())
-        s = conn.compute.wait_for_server(s, interval=0.5, wait=300)
+        s = patient(conn.compute.wait_for_server, s, interval=0.5, wait=300)
         return s
 
     def load_balancer():
         lb = conn.load_balancer.create_load_balancer(name=f"{name}-lb", vip_subnet_id=subnet.id)
-        lb = conn.load_balancer.wait_for_load_balancer(lb.id, interval=0.5, wait=300)
+        lb = patient(conn.load_balancer.wait_for_load_balancer, lb.id, interval=0.5, wait=300)
         listener = conn.load_balancer.create_listener(
             name=f"{name}-l80", protocol="TCP", protocol_port=80, load_balancer_id=lb.id)
-        conn.load_balancer.wait_for_load_balancer(lb.id, interval=0.5, wait=300)
+        patient(conn.load_balancer.wait_for_load_balancer, lb.id, interval=0.5, wait=300)
         pool = conn.load_balancer.create_pool(
             name=f"{name}-p80", protocol="TCP", lb_algorithm="ROUND_ROBIN",
             listener_id=listener.id)
-        conn.load_balancer.wait_for_load_balancer(lb.id, interval=0.5, wait=300)
+        patient(conn.load_balancer.wait_for_load_balancer, lb.id, interval=0.5, wait=300)
         conn.load_balancer.create_health_monitor(
             pool_id=pool.id, type="HTTP", delay=5, timeout=3, max_retries=3, url_path="/")
-        conn.load_balancer.wait_for_load_balancer(lb.id, interval=0.5, wait=300)
+        patient(conn.load_balancer.wait_for_load_balancer, lb.id, interval=0.5, wait=300)
         made["lb"] = lb.id
         return lb, pool
 
@@ -76,7 +89,7 @@ def build_site(conn: openstack.connection.Connection, name: str, cidr: str,
         address = next(iter(s.addresses.values()))[0]["addr"]
         conn.load_balancer.create_member(pool, address=address, protocol_port=80,
                                          subnet_id=subnet.id)
-        conn.load_balancer.wait_for_load_balancer(lb.id, interval=0.5, wait=300)
+        patient(conn.load_balancer.wait_for_load_balancer, lb.id, interval=0.5, wait=300)
     fip = conn.network.create_ip(floating_network_id=public.id, port_id=lb.vip_port_id,
                                  description=f"{name}-fip")
     made.update(servers=[s.id for s in servers], fip=fip.id)
@@ -124,8 +137,8 @@ def delete_site(conn: openstack.connection.Connection, made: dict) -> None:
         conn.compute.delete_server(sid, ignore_missing=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and (
-        any(conn.compute.find_server(sid) for sid in made["servers"])
-        or conn.load_balancer.find_load_balancer(made["lb"])
+        any(patient(conn.compute.find_server, sid) for sid in made["servers"])
+        or patient(conn.load_balancer.find_load_balancer, made["lb"])
     ):
         time.sleep(0.5)
     conn.network.remove_interface_from_router(made["router"], subnet_id=made["subnet"])

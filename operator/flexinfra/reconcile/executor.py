@@ -67,7 +67,7 @@ def ref_keys(value: Any) -> set[str]:
 
 class Executor:
     def __init__(
-        self, gateway: Gateway, known: dict[str, Any], *, lb_wait: float = 5.0, parallel: int = 6
+        self, gateway: Gateway, known: dict[str, Any], *, lb_wait: float = 20.0, parallel: int = 6
     ) -> None:
         self.gw = gateway
         self.conn = gateway.conn
