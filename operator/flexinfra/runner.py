@@ -77,6 +77,7 @@ def run(args: Any) -> int:
         inventory_ttl=settings.inventory_max_age,
         rate=settings.api_rate,
         burst=max(1, int(settings.api_rate * 2)),
+        concurrency=settings.api_concurrency,
     )
     if get_settings().metrics_port:
         start_http_server(get_settings().metrics_port)

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
         default=20.0, gt=0,
         description="OpenStack calls per second per tenant (token bucket; bursts of 2x).",
     )
+    api_concurrency: int = Field(
+        default=8, ge=1,
+        description="OpenStack calls in flight per service per tenant; more wait their turn "
+        "in the operator instead of in the cloud's queue (where they would time out).",
+    )
     retry_delay: float = Field(default=5.0, ge=0.1, description="First retry delay (seconds).")
     retry_max_delay: float = Field(default=120.0, ge=1, description="Cap on retry backoff.")
     peering: str | None = Field(

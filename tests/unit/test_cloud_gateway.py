@@ -203,3 +203,31 @@ def test_fresh_listings_are_shared_by_concurrent_waiters():
     assert conn.lists == 1  # ten waiters, one listing started after they asked
     gw.fresh("load_balancer", time.monotonic())
     assert conn.lists == 2  # asking for a newer one lists again
+
+
+def test_calls_in_flight_are_capped_per_service():
+    import threading
+    import time
+
+    gw = Gateway(conn=None, rate=1000, burst=1000, concurrency=3)
+    inflight = {"network": 0, "compute": 0}
+    peak = {"network": 0, "compute": 0}
+    lock = threading.Lock()
+
+    def slow(service):
+        with lock:
+            inflight[service] += 1
+            peak[service] = max(peak[service], inflight[service])
+        time.sleep(0.05)
+        with lock:
+            inflight[service] -= 1
+
+    threads = [
+        threading.Thread(target=gw.call, args=(svc, "x", "get", slow, svc))
+        for svc in ("network", "compute") for _ in range(12)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert peak == {"network": 3, "compute": 3}  # each service its own three slots

@@ -125,12 +125,20 @@ class Gateway:
         label: str = "",
         rate: float = 20.0,
         burst: int = 40,
+        concurrency: int = 8,
         inventory_ttl: float = 30.0,
         retry_budget: float = 3.0,
     ) -> None:
         self.conn = conn
         self.label = label
         self.bucket = TokenBucket(rate, burst)
+        #: calls in flight per service: 50 sites building at once would otherwise open
+        #: hundreds of requests on an API with a few workers, and a request queued there
+        #: spends its timeout waiting (Octavia creates timed out at 60 s that way); queued
+        #: here, it costs nothing and times out only once it is sent
+        self._concurrency = concurrency
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._slots_lock = threading.Lock()
         self.inventory_ttl = inventory_ttl
         self.retry_budget = retry_budget
         #: kind -> (when its last tenant-wide listing started, the objects it found)
@@ -170,9 +178,11 @@ class Gateway:
             started = time.monotonic()
             error: BaseException | None = None
             try:
-                result = fn(*args, **kwargs)
-                if verb == "list" and not isinstance(result, list):
-                    result = list(result)  # pagination happens here: count it in this call
+                with self._slot(service):
+                    started = time.monotonic()  # time the call, not the wait for a slot
+                    result = fn(*args, **kwargs)
+                    if verb == "list" and not isinstance(result, list):
+                        result = list(result)  # pagination happens here: count it in this call
                 return result
             except os_exc.NotFoundException as exc:
                 error = exc
@@ -203,6 +213,12 @@ class Gateway:
                 elapsed = time.monotonic() - started
                 DURATION.labels(service, resource, verb).observe(elapsed)
                 REQUESTS.labels(service, resource, verb, outcome_of(error)).inc()
+
+    def _slot(self, service: str) -> threading.BoundedSemaphore:
+        with self._slots_lock:
+            if service not in self._slots:
+                self._slots[service] = threading.BoundedSemaphore(self._concurrency)
+            return self._slots[service]
 
     # --- inventory -----------------------------------------------------------------------------
     LISTS: tuple[tuple[str, str, str, str, dict], ...] = (
