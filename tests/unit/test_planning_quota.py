@@ -69,8 +69,10 @@ class WithOctaviaAndCinder(QuotaOnly):
         self.objects = objects
         self.cinder = cinder
         self.readable = readable
+        self.lb_reads: list[float] = []
 
-    def load_balancer_quota(self):
+    def load_balancer_quota(self, max_age: float = 60):
+        self.lb_reads.append(max_age)
         if not self.readable:
             raise CloudError("get quota: forbidden by the cloud's policy (403)")
         return self.lb
@@ -181,3 +183,14 @@ def test_a_load_balancer_shortfall_does_not_suggest_fewer_replicas():
         check_quota(cloud, site_plan(members=1, volumes=0), ObservedSite())
     assert "load balancers: need 1, 0 left" in err.value.message
     assert "spec.replicas" not in err.value.message  # no number of replicas frees one
+
+
+def test_a_refusal_is_checked_against_fresh_octavia_limits():
+    cloud = WithOctaviaAndCinder({**UNLIMITED_LB, "load_balancers": 0}, {}, ROOMY_CINDER)
+    with pytest.raises(CloudError):
+        check_quota(cloud, site_plan(members=1, volumes=0), ObservedSite())
+    assert cloud.lb_reads == [60, 0]  # the cached read said no: asked again before refusing
+    cloud.lb_reads.clear()
+    cloud.lb.load_balancers = 5
+    check_quota(cloud, site_plan(members=1, volumes=0), ObservedSite())
+    assert cloud.lb_reads == [60]  # a cached read that lets the plan through is enough

@@ -408,11 +408,12 @@ class Gateway:
 
         return self.call("network", "quota", "get", fetch)
 
-    def load_balancer_quota(self) -> Any:
+    def load_balancer_quota(self, max_age: float = 60) -> Any:
         """Octavia's limits only (-1 or None: unlimited); it does not say what is used.
 
-        Limits change rarely and every load balancer step of every site checks them, so
-        they are kept a minute (what is used comes from the inventory, always current).
+        Limits change rarely and every load balancer step of every site checks them, so a
+        read is kept ``max_age`` seconds (what is used comes from the inventory, always
+        current).
         """
 
         def fetch() -> Any:
@@ -424,7 +425,7 @@ class Gateway:
                 lambda: conn.load_balancer.get_quota(conn.current_project_id),
             )
 
-        return self._cached("octavia-quota", "", 60, fetch)
+        return self._cached("octavia-quota", "", max_age, fetch)
 
     def volume_quota(self) -> Any:
         """Cinder's limits, with ``usage`` and ``reservation`` per quota name."""

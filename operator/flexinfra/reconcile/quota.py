@@ -113,11 +113,13 @@ def _neutron(gateway: Gateway, creates: Counter) -> list[Check]:
     return checks
 
 
-def _octavia(gateway: Gateway, creates: Counter) -> list[Check]:
+def _octavia(gateway: Gateway, creates: Counter, max_age: float = 60) -> list[Check]:
+    """Limits may come from a read up to a minute old, but only to let a plan through: a
+    refusal is always checked against a fresh read (an admin may just have raised them)."""
     if not any(creates[kind] for kind in OCTAVIA):
         return []
     try:
-        quota = gateway.load_balancer_quota()
+        quota = gateway.load_balancer_quota(max_age=max_age)
     except CloudError:
         return []
     project = getattr(quota, "project_id", None)
@@ -129,10 +131,13 @@ def _octavia(gateway: Gateway, creates: Counter) -> list[Check]:
         for kind in ("load_balancer", "listener", "pool", "health_monitor")
     }
     used["member"] = [m for pool in used["pool"] for m in pool.get("members") or []]
-    return [
+    checks = [
         (_label(kind), creates[kind], _free(getattr(quota, name, None), len(used[kind])))
         for kind, name in OCTAVIA.items()
     ]
+    if max_age and any(need and left is not None and need > left for _, need, left in checks):
+        return _octavia(gateway, creates, max_age=0)
+    return checks
 
 
 def _cinder(gateway: Gateway, plan: Plan, creates: Counter) -> list[Check]:
