@@ -7,18 +7,20 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test unit sandbox-test lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
 
-# The operator's own venv (the OpenStack services get their own, cached, from `sandbox up`).
-$(STAMP): pyproject.toml
+# The development venv: the operator, its tests, and the sandbox (a separate distribution in
+# sandbox/, not in the operator's wheel or image). The OpenStack services get their own venv,
+# cached, from `sandbox up`.
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test]' -e ./sandbox
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
 ## make demo: sandbox up, operator running, examples applied, what was built printed
 demo: $(STAMP)
-	$(BIN)/python -m flexinfra.demo
+	$(BIN)/flexinfra demo
 
 ## make test: lint, unit tests, then the sandbox (brought up if needed) and the tests that need it
 test: lint unit sandbox-test

@@ -1,11 +1,25 @@
-"""The `flexinfra` command: run the operator, write CRDs, plan, drive the sandbox."""
+"""The `flexinfra` command: run the operator, write CRDs, plan.
+
+Other distributions add subcommands through the entry-point group ``flexinfra.commands``:
+the development sandbox (``sandbox/``, not part of the operator's wheel or image) adds
+``flexinfra sandbox ...`` and ``flexinfra demo`` that way. An entry point names an object
+with ``add_parser(subparsers)`` and ``run(args) -> int``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import entry_points
 
 from flexinfra import __version__
+
+COMMANDS_GROUP = "flexinfra.commands"
+
+
+def contributed_commands() -> dict:
+    """Subcommands other installed distributions contribute, by name."""
+    return {ep.name: ep.load() for ep in entry_points(group=COMMANDS_GROUP)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,13 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("-f", "--filename", required=True)
     plan.add_argument("--cloud", default=None, help="cloud name in clouds.yaml (default: OS_CLOUD)")
 
-    sb = sub.add_parser("sandbox", help="the local OpenStack + kube-apiserver test ground")
-    sbs = sb.add_subparsers(dest="sandbox_cmd", required=True)
-    sbs.add_parser("up", help="install (cached) and start everything; a second run starts nothing")
-    down = sbs.add_parser("down", help="stop everything started by `up`")
-    down.add_argument("--wipe", action="store_true", help="also delete the sandbox's state")
-    sbs.add_parser("status", help="list the sandbox's services and whether they run")
-    sbs.add_parser("env", help="print shell exports for openstack clients and kubectl")
+    for command in contributed_commands().values():
+        command.add_parser(sub)
     return p
 
 
@@ -41,10 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "version":
         print(__version__)
         return 0
-    if args.cmd == "sandbox":
-        from flexinfra.sandbox.main import cli
-
-        return cli(args)
+    contributed = contributed_commands()
+    if args.cmd in contributed:
+        return contributed[args.cmd].run(args)
     if args.cmd == "crds":
         from flexinfra.api.crds import write_crds
 

@@ -23,7 +23,7 @@ import openstack.config
 import yaml
 
 from flexinfra.api import GROUP, VERSION
-from flexinfra.sandbox.paths import SandboxPaths
+from flexinfra_sandbox.paths import SandboxPaths
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ class Kube:
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True
                 ) -> subprocess.CompletedProcess:
-        from flexinfra.sandbox import kube
+        from flexinfra_sandbox import kube
 
         env = {**os.environ, **kube.env(SandboxPaths.from_env()),
                "KUBECONFIG": str(self.kubeconfig), "KUBECACHEDIR": self.cache_dir}

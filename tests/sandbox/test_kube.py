@@ -21,8 +21,8 @@ import urllib.request
 
 import pytest
 
-from flexinfra.sandbox import kube
-from flexinfra.sandbox.paths import SandboxPaths
+from flexinfra_sandbox import kube
+from flexinfra_sandbox.paths import SandboxPaths
 
 pytestmark = pytest.mark.sandbox
 

@@ -2,7 +2,7 @@
 
 What a tenant of the operator builds: network, subnet, router with a gateway on ``public``,
 security group, servers whose user_data serves HTTP (reached from the host at their fixed
-IPs: the VMs are real namespaces, see ``sandbox/plugins/flexinfra_sandbox/netns.py``),
+IPs: the VMs are real namespaces, see ``sandbox/plugins/flexinfra_sandbox_cloud/netns.py``),
 volumes whose data outlives a server, a floating IP, a load balancer. Everything a test makes
 is deleted by finalizers, and the test checks that nothing is left, neither in the APIs nor
 on the host (namespaces, veths, VM directories).
@@ -27,7 +27,7 @@ import openstack.config
 import openstack.connection
 import pytest
 
-from flexinfra.sandbox.paths import SandboxPaths
+from flexinfra_sandbox.paths import SandboxPaths
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from flexinfra.sandbox import openstack
-from flexinfra.sandbox.paths import SandboxPaths
-from flexinfra.sandbox.supervisor import PortInUse, ServiceFailed, ServiceSpec, Supervisor
+from flexinfra_sandbox import openstack
+from flexinfra_sandbox.paths import SandboxPaths
+from flexinfra_sandbox.supervisor import PortInUse, ServiceFailed, ServiceSpec, Supervisor
 
 pytestmark = pytest.mark.sandbox
 

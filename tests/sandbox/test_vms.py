@@ -1,7 +1,7 @@
 """The sandbox's process "VMs": what a server's processes see and what stop/start/kill do.
 
 Through Nova as the ``demo`` member (helpers from ``test_openstack``), plus the nova-free
-plumbing (``flexinfra_sandbox/netns.py``) driven directly with a private data dir.
+plumbing (``flexinfra_sandbox_cloud/netns.py``) driven directly with a private data dir.
 CIDRs: 10.199.3x.0/24.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from flexinfra.sandbox import vms
+from flexinfra_sandbox import vms
 from tests.sandbox.test_openstack import (
     PATHS,
     assert_nothing_left,

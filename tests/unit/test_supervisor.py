@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from flexinfra.sandbox.paths import SandboxPaths
-from flexinfra.sandbox.supervisor import ServiceSpec, Supervisor, start_time
+from flexinfra_sandbox.paths import SandboxPaths
+from flexinfra_sandbox.supervisor import ServiceSpec, Supervisor, start_time
 
 
 def test_a_reused_pid_is_never_taken_for_a_service(tmp_path):

@@ -45,7 +45,7 @@ from nova.virt import event as virtevent
 from nova.virt import fake
 from oslo_log import log as logging
 
-from flexinfra_sandbox import netns
+from flexinfra_sandbox_cloud import netns
 
 CONF = nova.conf.CONF
 LOG = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ MAX_STOP_GRACE = 60.0
 def data_dir() -> Path:
     """The sandbox's data dir: VMs in ``vms/``, volumes in ``volumes/``.
 
-    ``FLEXINFRA_SANDBOX_STATE`` when set (as ``flexinfra.sandbox.paths`` reads it), else the
+    ``FLEXINFRA_SANDBOX_STATE`` when set (as ``flexinfra_sandbox.paths`` reads it), else the
     parent of nova-compute's ``state_path`` (``<state>/data/nova-compute-<host>``), else the
     sandbox's default state dir.
     """

@@ -33,10 +33,10 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from flexinfra.sandbox import openstack_conf as conf
-from flexinfra.sandbox.openstack_conf import COMPUTES, HOST, PORTS, Ctx
-from flexinfra.sandbox.paths import SandboxPaths
-from flexinfra.sandbox.supervisor import SandboxError, ServiceFailed, ServiceSpec, Supervisor
+from flexinfra_sandbox import openstack_conf as conf
+from flexinfra_sandbox.openstack_conf import COMPUTES, HOST, PORTS, Ctx
+from flexinfra_sandbox.paths import SandboxPaths
+from flexinfra_sandbox.supervisor import SandboxError, ServiceFailed, ServiceSpec, Supervisor
 
 #: pinned so the venv build is reproducible; it only installs, the services never import it
 UV_VERSION = "0.13.9"
@@ -147,12 +147,18 @@ def _install_plugins(paths: SandboxPaths, venv: Path) -> None:
                 check=True,
                 env=_uv_env(paths),
             )  # fmt: skip
+        # the plug-ins' former name: its entry point would shadow ours in a cached venv
+        subprocess.run(
+            [str(_uv(paths)), "pip", "uninstall", "-q", "--python", str(venv / "bin" / "python"),
+             "flexinfra-sandbox-plugins"],
+            check=False, capture_output=True, env=_uv_env(paths),
+        )
         for old in venv.glob(".plugins-*"):
             old.unlink()
         stamp.write_text(digest + "\n")
     # Nova prefixes compute_driver with "nova.virt.": a shim module makes ours importable so
     shim = _site_packages(venv) / "nova" / "virt" / "flexinfra_netns.py"
-    text = "from flexinfra_sandbox.virt import *  # noqa\n"
+    text = "from flexinfra_sandbox_cloud.virt import *  # noqa\n"
     if not shim.exists() or shim.read_text() != text:
         shim.write_text(text)
 
@@ -174,7 +180,7 @@ def _site_packages(venv: Path) -> Path:
 
 def _compute_driver(paths: SandboxPaths) -> str:
     """The project's netns driver once it exists; until then Nova's fake single-node driver."""
-    if (_plugins_dir(paths) / "flexinfra_sandbox" / "virt.py").exists():
+    if (_plugins_dir(paths) / "flexinfra_sandbox_cloud" / "virt.py").exists():
         return "flexinfra_netns.NetnsDriver"
     return "fake.FakeDriverWithoutFakeNodes"
 
@@ -561,7 +567,7 @@ class _Stack:
             [
                 str(self.bin / "python"),
                 "-m",
-                "flexinfra_sandbox.wsgi_runner",
+                "flexinfra_sandbox_cloud.wsgi_runner",
                 "--name",
                 name,
                 "--module",
@@ -673,7 +679,7 @@ class _Stack:
             futures["keystone"].result()
             self.keystone(files["keystone"])
             _write_clouds_yaml(self.paths, self.ctx.secrets)
-            from flexinfra.sandbox import openstack_bootstrap as boot
+            from flexinfra_sandbox import openstack_bootstrap as boot
 
             if not _done(self.paths, "identity"):
                 boot.identity(boot.connect(self.paths, "admin"), self.ctx)
@@ -762,8 +768,8 @@ def up(paths: SandboxPaths, sup: Supervisor) -> None:
 
 def cleanup(paths: SandboxPaths) -> None:
     """After the processes are stopped: the VMs' namespaces, bridges, mounts and processes."""
-    if importlib.util.find_spec("flexinfra.sandbox.vms") is not None:
-        from flexinfra.sandbox import vms
+    if importlib.util.find_spec("flexinfra_sandbox.vms") is not None:
+        from flexinfra_sandbox import vms
 
         vms.cleanup(paths)
 

@@ -8,7 +8,7 @@ namespaces and vanish with their processes. VM and volume directories under
 ``<state>/data`` stay (``down --wipe`` removes the state), so a later ``up`` can boot the
 same servers again.
 
-The plumbing is the Nova driver's own nova-free module (``sandbox/plugins/flexinfra_sandbox/
+The plumbing is the Nova driver's own nova-free module (``sandbox/plugins/flexinfra_sandbox_cloud/
 netns.py``), loaded here by path: the operator's venv has no nova and one implementation
 serves both.
 """
@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from flexinfra.sandbox.paths import SandboxPaths
+from flexinfra_sandbox.paths import SandboxPaths
 
 
 def plumbing(paths: SandboxPaths) -> ModuleType:
@@ -30,7 +30,7 @@ def plumbing(paths: SandboxPaths) -> ModuleType:
     name = "flexinfra_sandbox_netns"
     if name in sys.modules:
         return sys.modules[name]
-    path = Path(paths.files) / "plugins" / "flexinfra_sandbox" / "netns.py"
+    path = Path(paths.files) / "plugins" / "flexinfra_sandbox_cloud" / "netns.py"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {path}")

@@ -12,9 +12,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-#: the repository's ``sandbox/`` directory (scripts, constraints, plugins, templates)
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SANDBOX_FILES = REPO_ROOT / "sandbox"
+#: the repository's ``sandbox/`` directory (scripts, constraints, plugins): this package lives
+#: in it and is installed editable (``pip install -e sandbox``), so its files stay at hand
+SANDBOX_FILES = Path(__file__).resolve().parents[1]
+REPO_ROOT = SANDBOX_FILES.parent
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import sys
 import time
 import urllib.request
 
-from flexinfra.sandbox import main as sandbox
-from flexinfra.sandbox.paths import REPO_ROOT, SandboxPaths
-from flexinfra.sandbox.supervisor import ServiceSpec, Supervisor, tail
+from flexinfra_sandbox import cli as sandbox
+from flexinfra_sandbox.paths import REPO_ROOT, SandboxPaths
+from flexinfra_sandbox.supervisor import ServiceSpec, Supervisor, tail
 
 NAMESPACE = "fixweb"
 SECRET = "tenant-fixweb"

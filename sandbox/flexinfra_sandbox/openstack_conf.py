@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flexinfra.sandbox.paths import SandboxPaths
+from flexinfra_sandbox.paths import SandboxPaths
 
 HOST = "127.0.0.1"
 REGION = "RegionOne"

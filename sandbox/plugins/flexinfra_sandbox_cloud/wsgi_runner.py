@@ -6,7 +6,7 @@ time, so a plain ``gunicorn`` command line (whose own options fill ``sys.argv``)
 This runner takes its own options, sets a clean ``sys.argv = [name, *service_args]`` and only
 then imports the module, inside the worker.
 
-    python -m flexinfra_sandbox.wsgi_runner --name neutron-api --module neutron.wsgi.api \
+    python -m flexinfra_sandbox_cloud.wsgi_runner --name neutron-api --module neutron.wsgi.api \
         --bind 127.0.0.1:9696 -- --config-file /path/neutron.conf
 """
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from flexinfra.sandbox.paths import SandboxPaths
+from flexinfra_sandbox.paths import SandboxPaths
 
 LOG_TAIL_LINES = 40
 

@@ -17,13 +17,13 @@ import sys
 import time
 from collections.abc import Iterable
 
-from flexinfra.sandbox.paths import SandboxPaths
-from flexinfra.sandbox.supervisor import SandboxError, Supervisor
+from flexinfra_sandbox.paths import SandboxPaths
+from flexinfra_sandbox.supervisor import SandboxError, Supervisor
 
 
 def _parts() -> Iterable:
     # kube first: it is independent and quick, so a Kubernetes-only user gets it early
-    from flexinfra.sandbox import kube, openstack
+    from flexinfra_sandbox import kube, openstack
 
     return (kube, openstack)
 
@@ -111,3 +111,40 @@ def shlex_quote(value: str) -> str:
     import shlex
 
     return shlex.quote(value)
+
+
+class SandboxCommand:
+    """`flexinfra sandbox ...`, contributed to the operator's CLI by entry point."""
+
+    @staticmethod
+    def add_parser(sub) -> None:
+        sb = sub.add_parser("sandbox", help="the local OpenStack + kube-apiserver test ground")
+        sbs = sb.add_subparsers(dest="sandbox_cmd", required=True)
+        sbs.add_parser("up", help="install (cached) and start everything; a second run starts "
+                       "nothing")
+        down_p = sbs.add_parser("down", help="stop everything started by `up`")
+        down_p.add_argument("--wipe", action="store_true", help="also delete the sandbox's state")
+        sbs.add_parser("status", help="list the sandbox's services and whether they run")
+        sbs.add_parser("env", help="print shell exports for openstack clients and kubectl")
+
+    @staticmethod
+    def run(args) -> int:
+        return cli(args)
+
+
+class DemoCommand:
+    """`flexinfra demo`: what `make demo` runs."""
+
+    @staticmethod
+    def add_parser(sub) -> None:
+        sub.add_parser("demo", help="sandbox up, operator running, examples applied, sites shown")
+
+    @staticmethod
+    def run(args) -> int:
+        from flexinfra_sandbox import demo
+
+        return demo.main()
+
+
+SANDBOX = SandboxCommand()
+DEMO = DemoCommand()

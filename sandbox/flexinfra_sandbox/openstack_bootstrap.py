@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import openstack
 import openstack.connection
 
-from flexinfra.sandbox import openstack_conf as conf
-from flexinfra.sandbox.openstack_conf import HOST, PORTS, Ctx
-from flexinfra.sandbox.paths import SandboxPaths
-from flexinfra.sandbox.supervisor import ServiceFailed, tail
+from flexinfra_sandbox import openstack_conf as conf
+from flexinfra_sandbox.openstack_conf import HOST, PORTS, Ctx
+from flexinfra_sandbox.paths import SandboxPaths
+from flexinfra_sandbox.supervisor import ServiceFailed, tail
 
 if TYPE_CHECKING:
-    from flexinfra.sandbox.openstack import _Stack
+    from flexinfra_sandbox.openstack import _Stack
 
 PUBLIC_CIDR = "203.0.113.0/24"  # TEST-NET-3: a documentation range, never routed
 LB_MGMT_CIDR = "172.30.254.0/24"

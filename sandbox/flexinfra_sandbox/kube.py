@@ -36,8 +36,8 @@ from pathlib import Path
 
 import yaml
 
-from flexinfra.sandbox.paths import SandboxPaths
-from flexinfra.sandbox.supervisor import SandboxError, ServiceSpec, Supervisor
+from flexinfra_sandbox.paths import SandboxPaths
+from flexinfra_sandbox.supervisor import SandboxError, ServiceSpec, Supervisor
 
 KUBE_VERSION = "1.20.2"
 HOST = "127.0.0.1"
