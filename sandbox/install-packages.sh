@@ -10,6 +10,9 @@ PACKAGES=(
   galera-4 mariadb-backup socat rsync glusterfs-server glusterfs-client
   # namespaces, bridges, diagnostics
   iproute2 iputils-ping util-linux procps psmisc curl openssl ca-certificates
+  # the data plane: router namespaces (Neutron L3 agent: iptables, conntrack, arping),
+  # security groups (nftables), load balancers (haproxy in the amphorae)
+  iptables ipset nftables conntrack iputils-arping haproxy keepalived ipvsadm
   # Kubernetes: etcd, kubectl, and the toolchain + keyring to build kube-apiserver from source
   etcd-server debian-archive-keyring dpkg-dev xz-utils
   # building wheels some OpenStack packages need

@@ -97,6 +97,9 @@ def cli(args) -> int:
                 print(f"{name:<{width}}  {state}")
             print(f"{'total':<{width}}  {len(st)} services {sum(rss.values()) / 2**30:10.2f} GiB "
                   "RSS (VMs not included)")
+            from flexinfra_sandbox import dataplane
+
+            print(f"external range {dataplane.external_range_status()}")
             return 0 if all(st.values()) else 1
         elif args.sandbox_cmd == "env":
             for key, value in env(paths).items():

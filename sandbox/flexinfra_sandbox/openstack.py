@@ -33,6 +33,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+from flexinfra_sandbox import dataplane
 from flexinfra_sandbox import openstack_conf as conf
 from flexinfra_sandbox.openstack_conf import COMPUTES, HOST, PORTS, Ctx
 from flexinfra_sandbox.paths import SandboxPaths
@@ -44,9 +45,11 @@ PYTHON = "/usr/bin/python3"  # Debian's: python3-venv is in install-packages.sh
 
 #: every long-running service of the OpenStack part, as the supervisor names them
 SERVICES = (
-    "mariadb", "epmd", "rabbitmq", "keystone", "glance", "placement", "neutron", "nova-api",
+    "mariadb", "epmd", "rabbitmq", "keystone", "glance", "placement", "neutron",
+    "neutron-rpc-server", "neutron-l3-agent", "neutron-sandbox-agent", "nova-api",
     "nova-conductor", "nova-scheduler", "cinder-api", "cinder-scheduler", "cinder-volume",
     *(f"nova-compute-{h}" for h in COMPUTES), "octavia-api", "octavia-worker",
+    "octavia-health-manager",
 )  # fmt: skip
 
 SECRET_NAMES = (
@@ -384,7 +387,16 @@ class _Stack:
             "keystone": self.config("keystone/keystone.conf", conf.keystone(c), ("keystone",)),
             "glance": self.config("glance/glance-api.conf", conf.glance(c), ("glance",)),
             "placement": self.config("placement/placement.conf", conf.placement(c), ("placement",)),
-            "neutron": self.config("neutron/neutron.conf", conf.neutron(c), ("neutron",)),
+            "neutron": self.config(
+                "neutron/neutron.conf", conf.neutron(c),
+                ("neutron", "neutron-rpc-server", "neutron-l3-agent", "neutron-sandbox-agent"),
+            ),
+            "l3-agent": self.config(
+                "neutron/l3_agent.ini", conf.l3_agent(c), ("neutron-l3-agent",)
+            ),
+            "l2-agent": self.config(
+                "neutron/sandbox_agent.ini", conf.l2_agent(c), ("neutron-sandbox-agent",)
+            ),
             "nova": self.config(
                 "nova/nova.conf", conf.nova(c), ("nova-api", "nova-conductor", "nova-scheduler")
             ),
@@ -410,7 +422,8 @@ class _Stack:
 
     def octavia_config(self) -> Path:
         return self.config(
-            "octavia/octavia.conf", conf.octavia(self.ctx), ("octavia-api", "octavia-worker")
+            "octavia/octavia.conf", conf.octavia(self.ctx),
+            ("octavia-api", "octavia-worker", "octavia-health-manager"),
         )
 
     # --- database schemas (each a stamp keyed by the package version) ----------------------
@@ -604,7 +617,23 @@ class _Stack:
                 "placement.wsgi.api",
                 env={"OS_PLACEMENT_CONFIG_DIR": str(etc / "placement")},
             ),
-            self.api("neutron", "neutron.wsgi.api", args=("--config-file", files["neutron"])),
+            # the API's ML2 driver puts the host on each new subnet (plugins/.../ml2.py)
+            self.api("neutron", "neutron.wsgi.api", args=("--config-file", files["neutron"]),
+                     env=dataplane.agent_env(self.paths)),
+            self.daemon("neutron-rpc-server", "neutron-rpc-server", files["neutron"],
+                        env=dataplane.agent_env(self.paths)),
+            ServiceSpec(
+                "neutron-l3-agent",
+                [str(self.bin / "neutron-l3-agent"), "--config-file", str(files["neutron"]),
+                 "--config-file", str(files["l3-agent"])],
+                env=dataplane.agent_env(self.paths), stop_grace=10,
+            ),
+            ServiceSpec(
+                "neutron-sandbox-agent",
+                [str(self.bin / "neutron-sandbox-agent"), "--config-file", str(files["neutron"]),
+                 "--config-file", str(files["l2-agent"])],
+                env=dataplane.agent_env(self.paths), stop_grace=10,
+            ),
             self.api(
                 "nova-api",
                 "nova.wsgi.osapi_compute",
@@ -643,6 +672,8 @@ class _Stack:
                 "octavia-api", "octavia.wsgi.api", args=("--config-file", cfg), port_key="octavia"
             ),
             self.daemon("octavia-worker", "octavia-worker", cfg),
+            # heartbeats of the amphorae: member, pool and LB operating status, failovers
+            self.daemon("octavia-health-manager", "octavia-health-manager", cfg),
         ]
 
     def octavia_ca(self) -> None:
@@ -668,6 +699,7 @@ class _Stack:
     # --- the whole bring-up -------------------------------------------------------------------
     def up(self) -> None:
         t0 = time.monotonic()
+        dataplane.keep_external_range_local()
         self.infra()
         _log(f"MariaDB and RabbitMQ up ({time.monotonic() - t0:.0f}s)")
         files = self.write_configs()
@@ -703,6 +735,7 @@ class _Stack:
                 _write(self.ids_file, json.dumps(ids, indent=1) + "\n", mode=0o644)
                 self.ctx.ids = ids
                 _mark(self.paths, "resources")
+            boot.data_plane(admin, self.ctx)
             octavia_sync.result()
         cfg = self.octavia_config()
         self.stop_pending()
@@ -772,6 +805,7 @@ def cleanup(paths: SandboxPaths) -> None:
         from flexinfra_sandbox import vms
 
         vms.cleanup(paths)
+    dataplane.flush_firewall()
 
 
 def env(paths: SandboxPaths) -> dict[str, str]:

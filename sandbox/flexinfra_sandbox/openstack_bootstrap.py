@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from flexinfra_sandbox.openstack import _Stack
 
 PUBLIC_CIDR = "203.0.113.0/24"  # TEST-NET-3: a documentation range, never routed
-LB_MGMT_CIDR = "172.30.254.0/24"
+LB_MGMT_CIDR = conf.LB_MGMT_CIDR
 
 FLAVORS = {  # name: (vcpus, ram MiB, disk GiB)
     "m1.tiny": (1, 512, 1),
@@ -290,3 +290,34 @@ def resources(admin: openstack.connection.Connection, ctx: Ctx) -> dict[str, str
         "lb_mgmt_sg_id": sg.id,
         "public_net_id": public.id,
     }
+
+
+def data_plane(admin, ctx: Ctx) -> None:
+    """Every `up`, idempotent: what the data plane needs from the cloud's own state.
+
+    * Octavia's management security group lets the controller (the host, at the network's
+      gateway address) reach the amphora agent (TCP 9443) and ping; amphorae send heartbeats
+      out, which the default egress rules allow.
+    * The host's port on every IPv4 subnet is plugged again: after `down` the host's links
+      are gone while Neutron keeps the networks. Updating a subnet (to the same description,
+      sent as is: the SDK would send nothing) runs the ML2 driver's postcommit, which plugs
+      it again (``plugins/.../ml2.py``).
+    """
+    net = admin.network
+    sg = net.find_security_group("lb-mgmt-sec-grp", project_id=ctx.ids.get("service_project_id"))
+    if sg is not None:
+        have = {(r.protocol, r.port_range_min, r.remote_ip_prefix)
+                for r in net.security_group_rules(security_group_id=sg.id, direction="ingress")}
+        for proto, port in (("tcp", 9443), ("icmp", None)):
+            if (proto, port, LB_MGMT_CIDR) not in have:
+                net.create_security_group_rule(
+                    security_group_id=sg.id, direction="ingress", ethertype="IPv4",
+                    protocol=proto, port_range_min=port, port_range_max=port,
+                    remote_ip_prefix=LB_MGMT_CIDR,
+                )  # fmt: skip
+    for subnet in net.subnets(ip_version=4):
+        net.put(f"/subnets/{subnet.id}",
+                json={"subnet": {"description": subnet.description or ""}}).raise_for_status()
+    from flexinfra_sandbox import images
+
+    images.ensure_amphora_image(admin, ctx.paths, ctx.ids["service_project_id"])

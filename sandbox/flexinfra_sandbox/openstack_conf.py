@@ -30,10 +30,22 @@ PORTS: dict[str, int] = {
     "nova": 8774,
     "cinder": 8776,
     "octavia": 9876,
+    # UDP, on the host's lb-mgmt-net address: amphora heartbeats
+    "octavia-health": 5555,
 }
 
 #: the two nova-compute services, each its own availability zone (aggregate of the same name)
 COMPUTES: dict[str, str] = {"sandbox-az1": "az1", "sandbox-az2": "az2"}
+#: the host name of the Neutron agents (the machine is also the "network node")
+NETWORK_HOST = "sandbox-network"
+#: networks whose gateway address the host itself holds: it is their upstream router
+EXTERNAL_NETWORK = "public"
+LB_MGMT_NETWORK = "lb-mgmt-net"
+LB_MGMT_CIDR = "172.30.254.0/24"
+LB_MGMT_GATEWAY = "172.30.254.1"
+HOST_GATEWAY_NETWORKS = (EXTERNAL_NETWORK, LB_MGMT_NETWORK)
+#: the external network's range: on this machine only, never routed off it
+EXTERNAL_CIDR = "203.0.113.0/24"
 
 SERVICE_USERS = ("glance", "placement", "neutron", "nova", "cinder", "octavia")
 DATABASES = (
@@ -222,9 +234,12 @@ def neutron(c: Ctx) -> str:
                 "allow_overlapping_ips": True,
                 "notify_nova_on_port_status_changes": True,
                 "notify_nova_on_port_data_changes": True,
-                # no agents at all: nothing to notify, nothing to schedule routers on
+                # no DHCP agent (the VMs get their addresses from the Nova driver); routers are
+                # scheduled on the L3 agent, RPC served by neutron-rpc-server
                 "dhcp_agent_notification": False,
-                "router_auto_schedule": False,
+                "router_auto_schedule": True,
+                "rpc_workers": 1,
+                "rpc_state_report_workers": 1,
                 "global_physnet_mtu": 1500,
             },
             "database": {"connection": c.db("neutron")},
@@ -240,7 +255,44 @@ def neutron(c: Ctx) -> str:
             },
             "ml2_type_flat": {"flat_networks": "*"},
             "ml2_type_vxlan": {"vni_ranges": "1:10000"},
-            "securitygroup": {"enable_security_group": True, "firewall_driver": "noop"},
+            # enforced by the sandbox's L2 agent (agent.py) with Neutron's iptables driver
+            "securitygroup": {"enable_security_group": True, "firewall_driver": "iptables"},
+            "flexinfra_sandbox": {"host_gateway_networks": list(HOST_GATEWAY_NETWORKS)},
+            "agent": {"report_interval": 10},
+        },
+        header=f"\n# plugins {c.plugins_hash}",
+    )
+
+
+def l3_agent(c: Ctx) -> str:
+    """Neutron's own L3 agent (read after neutron.conf): legacy routers, one namespace each."""
+    return render(
+        {
+            "DEFAULT": {
+                "host": NETWORK_HOST,
+                "interface_driver": "flexinfra_sandbox_cloud.l3.BridgeInterfaceDriver",
+                "agent_mode": "legacy",
+                "enable_metadata_proxy": False,
+                # the agent resyncs every router this often even without a notification
+                "periodic_interval": 10,
+            },
+            "agent": {"report_interval": 10},
+        },
+        header=f"\n# plugins {c.plugins_hash}",
+    )
+
+
+def l2_agent(c: Ctx) -> str:
+    """The sandbox's L2 agent (agent.py, read after neutron.conf): security groups only."""
+    return render(
+        {
+            "DEFAULT": {"host": NETWORK_HOST},
+            "agent": {"polling_interval": 1, "report_interval": 10},
+            "securitygroup": {
+                "enable_security_group": True,
+                "firewall_driver": "flexinfra_sandbox_cloud.agent.SandboxIptablesFirewall",
+                "enable_ipset": True,
+            },
         },
         header=f"\n# plugins {c.plugins_hash}",
     )
@@ -354,18 +406,18 @@ def octavia(c: Ctx) -> str:
             "api_settings": {
                 "auth_strategy": "keystone",
                 "default_provider_driver": "amphora",
-                "enabled_provider_drivers": "amphora:Amphora driver (sandbox: no-op agent)",
+                "enabled_provider_drivers": "amphora:The Octavia Amphora driver.",
             },
             "database": {"connection": c.db("octavia")},
             "keystone_authtoken": c.authtoken("octavia"),
             "service_auth": c.auth("octavia"),
             "controller_worker": {
                 "workers": 1,
-                # real amphora servers on lb-mgmt-net and real VIP ports; only the calls to the
-                # haproxy agent inside the amphora are no-ops (nothing runs there)
+                # the real amphora path: a server on lb-mgmt-net booted from the sandbox's
+                # amphora image runs Octavia's own agent and haproxy (see images.py)
                 "compute_driver": "compute_nova_driver",
                 "network_driver": "allowed_address_pairs_driver",
-                "amphora_driver": "amphora_noop_driver",
+                "amphora_driver": "amphora_haproxy_rest_driver",
                 "loadbalancer_topology": "SINGLE",
                 "amp_flavor_id": ids.get("amp_flavor_id"),
                 "amp_image_tag": "amphora",
@@ -385,8 +437,27 @@ def octavia(c: Ctx) -> str:
             "haproxy_amphora": {
                 "client_cert": str(ca / "client.pem"),
                 "server_ca": str(ca / "ca.pem"),
+                "bind_host": "0.0.0.0",
+                # a sandbox amphora answers within seconds of its boot: poll every second
+                "connection_retry_interval": 1,
+                "connection_max_retries": 180,
+                "active_connection_retry_interval": 1,
+                "active_connection_max_retries": 30,
             },
-            "health_manager": {"heartbeat_key": c.secrets["octavia_heartbeat"]},
+            "health_manager": {
+                "heartbeat_key": c.secrets["octavia_heartbeat"],
+                # the health manager listens on the host's address on lb-mgmt-net
+                "bind_ip": LB_MGMT_GATEWAY,
+                "bind_port": PORTS["octavia-health"],
+                "controller_ip_port_list": f"{LB_MGMT_GATEWAY}:{PORTS['octavia-health']}",
+                # member health reaches Octavia within ~2 s of haproxy seeing it
+                "heartbeat_interval": 2,
+                "health_check_interval": 3,
+                "heartbeat_timeout": 60,
+                "health_update_threads": 2,
+                "stats_update_threads": 2,
+                "failover_threads": 2,
+            },
             "task_flow": {"jobboard_enabled": False},
             "nova": {"enable_anti_affinity": False, "region_name": REGION},
             "neutron": {"region_name": REGION, "valid_interfaces": "public"},

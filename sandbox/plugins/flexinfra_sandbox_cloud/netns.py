@@ -10,8 +10,12 @@ One VM is:
 * a **network namespace** ``fxvm-<instance uuid>`` with one veth per Neutron port (``eth0``,
   ``eth1``... inside, the port's MAC, fixed IPv4s, MTU and a default route via the subnet's
   gateway); the host end ``fxve-<port id[:10]>`` sits on a Linux bridge per Neutron network,
-  ``fxbr-<network id[:10]>``, which carries the subnet's gateway address, so the host reaches
-  every VM at its fixed IP (names <= 15 characters: the kernel's limit);
+  ``fxbr-<network id[:10]>`` (names <= 15 characters: the kernel's limit). The bridge holds
+  no address: the subnet's gateway is the Neutron router's port (the L3 agent's ``qr-``
+  device, plugged by ``l3.py`` the same way), and the host is on the network through a port
+  of its own (``plug_host_port``: a veth whose bridge end is a port like a VM's, so security
+  groups filter the host's traffic as they filter a neighbour's), which is how the host
+  reaches every VM at its fixed IP;
 * a **long-lived init** (PID 1 of its own PID namespace, with its own mount and UTS
   namespaces) that holds the VM together: killing it kills every process of the VM (a
   ``setsid`` or double fork inside cannot escape), and its mount namespace is where volumes
@@ -62,8 +66,15 @@ import time
 from pathlib import Path
 
 NETNS_PREFIX = "fxvm-"
+#: the Neutron L3 agent's router namespaces (their devices are plugged by ``l3.py``)
+ROUTER_NETNS_PREFIX = "qrouter-"
 BRIDGE_PREFIX = "fxbr-"
 VETH_PREFIX = "fxve-"
+#: the host's own port on a network: its end (with the host's addresses) and the bridge's end
+HOST_PORT_PREFIX = "fxhp-"
+HOST_PORT_PEER_PREFIX = "fxhb-"
+#: every link the sandbox makes: `down` deletes them (veths first, bridges last)
+LINK_PREFIXES = (VETH_PREFIX, HOST_PORT_PREFIX, HOST_PORT_PEER_PREFIX, BRIDGE_PREFIX)
 IFNAME_MAX = 15
 
 #: overlaid: the VM sees the host's files, its writes go to ``<vm dir>/upper/<name>``
@@ -86,6 +97,13 @@ class VmError(RuntimeError):
 
 # --------------------------------------------------------------------------------------
 # layout and state
+
+
+def default_data_dir() -> Path:
+    """``<state>/data``: ``FLEXINFRA_SANDBOX_STATE`` (set by the sandbox for every service that
+    plugs devices) or the sandbox's default state dir."""
+    state = os.environ.get("FLEXINFRA_SANDBOX_STATE")
+    return Path(state) / "data" if state else Path.home() / ".local/state/flexinfra/sandbox/data"
 
 
 def vms_root(data_dir: Path) -> Path:
@@ -253,10 +271,10 @@ def ensure_netns(name: str) -> None:
 
 
 def host_route_conflict(cidr: str) -> str | None:
-    """A route of the host's own (not one of our bridges) that ``cidr`` overlaps, or None.
+    """A route of the host's own (not one of our links) that ``cidr`` overlaps, or None.
 
-    A tenant subnet such as the host's LAN would put the host's gateway address on a
-    bridge and cut the machine off the network: such a subnet's VMs boot, but the host
+    A tenant subnet such as the host's LAN would put an address of the host's LAN on one of
+    our links and cut the machine off the network: such a subnet's VMs boot, but the host
     gets no address on it (they are unreachable from the host).
     """
     net = ipaddress.ip_network(cidr, strict=False)
@@ -265,10 +283,10 @@ def host_route_conflict(cidr: str) -> str | None:
     out = _run(["ip", "-4", "-o", "route", "show", "table", "main"], check=False).stdout
     for line in out.splitlines():
         parts = line.split()
-        if not parts or parts[0] == "default":
+        if not parts or parts[0] in ("default", "unreachable", "blackhole", "prohibit"):
             continue
         dev = parts[parts.index("dev") + 1] if "dev" in parts else ""
-        if dev.startswith(BRIDGE_PREFIX):
+        if dev.startswith(LINK_PREFIXES):
             continue
         with contextlib.suppress(ValueError):
             if ipaddress.ip_network(parts[0], strict=False).overlaps(net):
@@ -276,50 +294,132 @@ def host_route_conflict(cidr: str) -> str | None:
     return None
 
 
-def ensure_bridge(name: str, gateways: list[str], mtu: int) -> None:
+def ensure_bridge(name: str, mtu: int) -> None:
+    """A network's bridge: a plain switch, no address of the host on it (see the module doc)."""
     if not link_exists(name):
         _run(["ip", "link", "add", "name", name, "mtu", str(mtu), "type", "bridge"])
         # no IPv6 autoconf noise on a data plane that is IPv4 only
         with contextlib.suppress(OSError):
             Path(f"/proc/sys/net/ipv6/conf/{name}/disable_ipv6").write_text("1")
-    for gw in gateways:
-        conflict = host_route_conflict(gw)
-        if conflict:
-            sys.stderr.write(f"netns: not putting {gw} on {name}: overlaps {conflict}\n")
-            continue
-        _run(["ip", "addr", "replace", gw, "dev", name])
     _run(["ip", "link", "set", name, "up"])
+
+
+def _veth_to_bridge(host_end: str, peer: str, bridge: str, mtu: int, port_id: str,
+                    peer_netns: str | None = None) -> None:
+    """A veth pair whose ``host_end`` is a port of ``bridge``; ``peer`` goes into
+    ``peer_netns`` (or stays on the host). The port id goes into the host end's alias, so
+    ``ip -d link`` says which Neutron port a device is."""
+    if not link_exists(host_end):
+        if peer_netns:
+            # a leftover peer (half-done plug) would block the name
+            _run(["ip", "-n", peer_netns, "link", "del", peer], check=False)
+            _run(["ip", "link", "add", host_end, "mtu", str(mtu), "type", "veth",
+                  "peer", "name", peer, "netns", peer_netns])
+        else:
+            _run(["ip", "link", "del", peer], check=False)
+            _run(["ip", "link", "add", host_end, "mtu", str(mtu), "type", "veth",
+                  "peer", "name", peer])
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv6/conf/{host_end}/disable_ipv6").write_text("1")
+        _run(["ip", "link", "set", host_end, "alias", port_id], check=False)
+    _run(["ip", "link", "set", host_end, "master", bridge, "up"])
 
 
 def plug_vif(data_dir: Path, netns: str, vif: dict, primary: bool) -> None:
     """Idempotent: veth pair, addresses, routes, bridge."""
-    host, inner, mtu = veth_name(vif["port_id"]), vif["ifname"], str(vif["mtu"])
+    host, inner = veth_name(vif["port_id"]), vif["ifname"]
     with net_lock(data_dir):
-        ensure_bridge(bridge_name(vif["network_id"]), vif["gateways"], vif["mtu"])
-        if not link_exists(host):
-            # a leftover inner end (half-done plug) would block the name
-            _run(["ip", "-n", netns, "link", "del", inner], check=False)
-            _run(["ip", "link", "add", host, "mtu", mtu, "type", "veth",
-                  "peer", "name", inner, "netns", netns])
-            with contextlib.suppress(OSError):
-                Path(f"/proc/sys/net/ipv6/conf/{host}/disable_ipv6").write_text("1")
-        _run(["ip", "link", "set", host, "master", bridge_name(vif["network_id"]), "up"])
+        ensure_bridge(bridge_name(vif["network_id"]), vif["mtu"])
+        _veth_to_bridge(host, inner, bridge_name(vif["network_id"]), vif["mtu"],
+                        vif["port_id"], peer_netns=netns)
     ns = ["ip", "-n", netns]
     if vif.get("mac"):
         _run([*ns, "link", "set", inner, "address", vif["mac"]])
-    _run([*ns, "link", "set", inner, "mtu", mtu, "up"])
+    _run([*ns, "link", "set", inner, "mtu", str(vif["mtu"]), "up"])
     for addr in vif["addresses"]:
         _run([*ns, "addr", "replace", addr, "dev", inner])
     if primary and vif.get("default_gw"):
         _run([*ns, "route", "replace", "default", "via", vif["default_gw"], "dev", inner])
 
 
-def unplug_vif(data_dir: Path, vif: dict) -> None:
-    host = veth_name(vif["port_id"])
+def plug_namespace_port(data_dir: Path, network_id: str, port_id: str, netns: str,
+                        ifname: str, mac: str | None, mtu: int) -> None:
+    """A port of a namespace that is not a VM (a router's ``qr-``/``qg-`` device): plugged
+    like a VM's; its addresses are the owner's business (the L3 agent sets them)."""
+    ensure_netns(netns)
     with net_lock(data_dir):
+        ensure_bridge(bridge_name(network_id), mtu)
+        _veth_to_bridge(veth_name(port_id), ifname, bridge_name(network_id), mtu, port_id,
+                        peer_netns=netns)
+    if mac:
+        _run(["ip", "-n", netns, "link", "set", ifname, "address", mac])
+    _run(["ip", "-n", netns, "link", "set", ifname, "mtu", str(mtu), "up"])
+
+
+def unplug_port(data_dir: Path, port_id: str, network_id: str | None = None) -> None:
+    """Remove a port's veth (both ends go together); the bridge goes when it is empty."""
+    with net_lock(data_dir):
+        host = veth_name(port_id)
         if link_exists(host):
             _run(["ip", "link", "del", host], check=False)
-        _delete_bridge_if_unused(bridge_name(vif["network_id"]))
+        if network_id:
+            _delete_bridge_if_unused(bridge_name(network_id))
+
+
+def host_port_names(network_id: str) -> tuple[str, str]:
+    """(host end, bridge end) of the host's port on a network."""
+    key = network_id.replace("-", "")
+    return (HOST_PORT_PREFIX + key)[:IFNAME_MAX], (HOST_PORT_PEER_PREFIX + key)[:IFNAME_MAX]
+
+
+def plug_host_port(data_dir: Path, network_id: str, addresses: list[str], mtu: int,
+                   mac: str | None = None, port_id: str = "") -> list[str]:
+    """The host's port on a network, holding exactly ``addresses`` (``a.b.c.d/len``).
+
+    Addresses that overlap a route of the host's own are skipped (returned), so a tenant
+    subnet can never take the host's LAN.
+    """
+    host_end, peer = host_port_names(network_id)
+    skipped = []
+    with net_lock(data_dir):
+        ensure_bridge(bridge_name(network_id), mtu)
+        _veth_to_bridge(peer, host_end, bridge_name(network_id), mtu, port_id or network_id)
+        if mac:
+            _run(["ip", "link", "set", host_end, "address", mac])
+        _run(["ip", "link", "set", host_end, "mtu", str(mtu), "up"])
+        with contextlib.suppress(OSError):
+            Path(f"/proc/sys/net/ipv6/conf/{host_end}/disable_ipv6").write_text("1")
+        have = set(_run(["ip", "-4", "-o", "addr", "show", "dev", host_end],
+                        check=False).stdout.split())
+        wanted = set()
+        for addr in addresses:
+            conflict = host_route_conflict(addr)
+            if conflict:
+                sys.stderr.write(f"netns: not putting {addr} on {host_end}: overlaps {conflict}\n")
+                skipped.append(addr)
+                continue
+            wanted.add(addr)
+            if addr not in have:
+                _run(["ip", "addr", "replace", addr, "dev", host_end])
+        out = _run(["ip", "-4", "-o", "addr", "show", "dev", host_end], check=False).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            addr = parts[parts.index("inet") + 1] if "inet" in parts else None
+            if addr and addr not in wanted:
+                _run(["ip", "addr", "del", addr, "dev", host_end], check=False)
+    return skipped
+
+
+def unplug_host_port(data_dir: Path, network_id: str) -> None:
+    _host_end, peer = host_port_names(network_id)
+    with net_lock(data_dir):
+        if link_exists(peer):
+            _run(["ip", "link", "del", peer], check=False)
+        _delete_bridge_if_unused(bridge_name(network_id))
+
+
+def unplug_vif(data_dir: Path, vif: dict) -> None:
+    unplug_port(data_dir, vif["port_id"], vif["network_id"])
 
 
 def _delete_bridge_if_unused(br: str) -> None:
@@ -467,6 +567,61 @@ def destroy(vm: Vm, keep_dir: bool = False) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# images: a Glance image whose data is a tar of files is laid over the host's filesystem
+
+#: where an image declares host paths to bind (read-only) into its VMs
+IMAGE_MANIFEST = "etc/flexinfra-sandbox/image.json"
+
+
+def _image_member_target(vm: Vm, name: str) -> Path | None:
+    """Where a file of the image lands in the VM's dirs (None: outside what a VM can hold)."""
+    name = name.lstrip("./")
+    if ".." in name.split("/"):
+        return None
+    for d in sorted(PRIVATE_DIRS, key=len, reverse=True):
+        if name == d or name.startswith(d + "/"):
+            return vm.dir / "priv" / d.replace("/", "-") / name[len(d) + 1:]
+    top = name.split("/", 1)[0]
+    if top in OVERLAY_DIRS:
+        return vm.dir / "upper" / name
+    return None
+
+
+def apply_image(vm: Vm, image_file: Path) -> dict:
+    """First boot from an image that is a tar: its files go into the VM's overlay and private
+    dirs (the VM then sees the host's files with the image's on top, as if the image were
+    the root filesystem); returns the image's manifest (``binds``: VM path -> host path).
+
+    Any other image data (the sandbox's ``cirros``: a few bytes) is no filesystem: nothing
+    to lay over the host's."""
+    import tarfile
+
+    if not tarfile.is_tarfile(image_file):
+        return {}
+    vm.prepare_dirs()
+    manifest: dict = {}
+    with tarfile.open(image_file) as tar:
+        for member in tar.getmembers():
+            target = _image_member_target(vm, member.name)
+            if not (member.isfile() or member.isdir() or member.issym()):
+                target = None  # no devices, fifos or hard links from an image
+            if target is None:
+                if member.name.strip("./"):
+                    _say_nova(f"image file {member.name} is outside what a VM holds: skipped")
+                continue
+            if member.name.lstrip("./") == IMAGE_MANIFEST:
+                manifest = json.load(tar.extractfile(member))
+            member.name = target.name
+            # our own images, names checked above (the VMs' Python 3.11.2 has no filters)
+            tar.extract(member, path=target.parent)
+    return manifest
+
+
+def _say_nova(msg: str) -> None:
+    sys.stderr.write(f"netns: {msg}\n")
+
+
+# --------------------------------------------------------------------------------------
 # volumes
 
 
@@ -587,7 +742,7 @@ def cleanup_all(data_dir: Path | None) -> dict[str, list[str]]:
     out = _run(["ip", "netns", "list"], check=False).stdout
     for line in out.splitlines():
         name = line.split()[0] if line.split() else ""
-        if not name.startswith(NETNS_PREFIX):
+        if not name.startswith((NETNS_PREFIX, ROUTER_NETNS_PREFIX)):
             continue
         pids = _run(["ip", "netns", "pids", name], check=False).stdout.split()
         for p in pids:
@@ -595,7 +750,7 @@ def cleanup_all(data_dir: Path | None) -> dict[str, list[str]]:
                 os.kill(int(p), signal.SIGKILL)
         _run(["ip", "netns", "del", name], check=False)
         done["netns"].append(name)
-    for prefix in (VETH_PREFIX, BRIDGE_PREFIX):  # veths first, then the emptied bridges
+    for prefix in LINK_PREFIXES:  # veths first, then the emptied bridges
         for name in sorted(os.listdir("/sys/class/net")):
             if name.startswith(prefix):
                 _run(["ip", "link", "del", name], check=False)
@@ -669,6 +824,10 @@ def _setup_filesystem(vmdir: str, state: dict) -> None:
     vol_fds = {}
     for vol in state.get("volumes", {}):
         vol_fds[vol] = os.open(os.path.join(data_dir, "volumes", vol), os.O_PATH | os.O_DIRECTORY)
+    bind_fds = {}
+    for target, source in (state.get("binds") or {}).items():
+        with contextlib.suppress(OSError):
+            bind_fds[target] = os.open(source, os.O_PATH)
     for d in OVERLAY_DIRS:
         _mount("overlay", f"/{d}", "overlay", 0,
                f"lowerdir=/{d},upperdir={v}/upper/{d},workdir={v}/work/{d}")
@@ -682,7 +841,12 @@ def _setup_filesystem(vmdir: str, state: dict) -> None:
         for target in volume_targets(vol, device):
             os.makedirs(target, exist_ok=True)
             _mount(f"/proc/self/fd/{vol_fds[vol]}", target, None, MS_BIND)
-    for fd in vol_fds.values():
+    for target, fd in bind_fds.items():
+        # what the image asked for (its manifest): a host path, read-only in the VM
+        os.makedirs(target, exist_ok=True)
+        _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
+        _mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    for fd in (*vol_fds.values(), *bind_fds.values()):
         os.close(fd)
     _umount("/sys")
     _mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC)

@@ -225,6 +225,8 @@ class NetnsDriver(fake.FakeDriverWithoutFakeNodes):
             }
             try:
                 vm.prepare_dirs()
+                manifest = netns.apply_image(vm, self._image_file(context, image_meta))
+                vm.state["binds"] = manifest.get("binds") or {}
                 plan = netns.parse_user_data(raw)
                 # personality / config-drive files (Octavia's amphora config and certs):
                 # cloud-init writes them at first boot, before user_data
@@ -247,6 +249,19 @@ class NetnsDriver(fake.FakeDriverWithoutFakeNodes):
                 super().destroy(context, instance, network_info)
                 raise exception.InstanceDeployFailure(reason=str(e)) from e
         LOG.info("guest %s spawned in %.2fs", instance.uuid, time.monotonic() - t0)
+
+    def _image_file(self, context, image_meta) -> Path:
+        """The image's data, fetched from Glance once per image (a cache: safe to lose)."""
+        image_id = getattr(image_meta, "id", None) or "none"
+        path = self._data / "images" / image_id
+        if not path.exists():
+            from nova.virt import images
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{image_id}.{os.getpid()}.{threading.get_ident()}.tmp")
+            images.fetch(context, image_id, str(tmp))
+            tmp.replace(path)
+        return path
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True):
