@@ -6,11 +6,11 @@ import pytest
 from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as os_exc
 
-from flexinfra.cloud import tags as T
 from flexinfra.cloud.connection import ConnectionCache, parse_cloud
 from flexinfra.cloud.errors import CloudError, CredentialsError, TransientError, classify
 from flexinfra.cloud.gateway import Gateway
 from flexinfra.cloud.metrics import total_calls
+from flexinfra.core import tags as T
 
 
 def http_error(status: int, details: str = "") -> os_exc.HttpException:

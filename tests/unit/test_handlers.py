@@ -17,7 +17,7 @@ from flexinfra.api.website import ServerStatus, WebSiteResources
 from flexinfra.cloud.errors import CloudError, TransientError
 from flexinfra.handlers import common
 from flexinfra.handlers import website as handler
-from flexinfra.reconcile.website import Outcome
+from flexinfra.reconcile.outcome import Outcome
 
 SPEC = {
     "cloud": {"secretName": "tenant", "cloudName": "demo"},

@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from flexinfra.cloud import tags as T
+from flexinfra.core import tags as T
+from flexinfra.core.objects import CloudObject
 from flexinfra.planning import website as P
-from flexinfra.planning.model import CloudObject, HealthCheckIntent, SiteIntent
+from flexinfra.planning.load_balancer import HealthCheckIntent
+from flexinfra.planning.website import SiteIntent
 from tests.unit.golden.render import plan_lines
 from tests.unit.test_planning_website import FakeTenant, intent
 

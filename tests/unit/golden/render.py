@@ -3,7 +3,9 @@
 The golden files are compared as text, so a difference shows as a readable diff. Only what
 the machinery decides is rendered: verbs, kinds, names, keys, targets, parameters (``Ref``s
 as ``<ref key.field>``), reasons, the order of the actions and what each must wait for
-before it starts (the executor's schedule), waits, blocks and invalid-spec messages.
+before it starts (``reconcile.executor.schedule``: recorded, before the refactor, by a copy
+of the executor's rules, and equal since), waits, blocks, problems and invalid-spec
+messages.
 """
 
 from __future__ import annotations
@@ -13,10 +15,7 @@ import enum
 import json
 from typing import Any
 
-from flexinfra.reconcile.executor import ref_keys
-
-PARALLEL_VERBS = frozenset({"create", "adopt"})
-LB_LANE_KINDS = frozenset({"listener", "pool", "health_monitor", "member"})
+from flexinfra.reconcile.executor import schedule
 
 
 def enc(value: Any) -> Any:
@@ -41,32 +40,6 @@ def dump(value: Any) -> str:
     return json.dumps(enc(value), sort_keys=True, separators=(",", ":"))
 
 
-def schedule(actions) -> list[list[int]]:
-    """For each action, the indexes of the actions it waits for (the executor's rules:
-    refs, barriers for verbs other than create/adopt, one lane for load balancer children)."""
-    out: list[list[int]] = []
-    by_key: dict[str, int] = {}
-    barrier: int | None = None
-    lb_lane: int | None = None
-    for i, a in enumerate(actions):
-        deps = [by_key[k] for k in ref_keys(dict(a.params)) if k in by_key]
-        if barrier is not None:
-            deps.append(barrier)
-        lane = str(a.kind) in LB_LANE_KINDS
-        if lane:
-            deps += [lb_lane] if lb_lane is not None else []
-        elif str(a.verb) not in PARALLEL_VERBS:
-            deps = list(range(i))
-        out.append(sorted(set(deps)))
-        if a.key:
-            by_key[a.key] = i
-        if lane:
-            lb_lane = i
-        elif str(a.verb) not in PARALLEL_VERBS:
-            barrier = i
-    return out
-
-
 def action_line(a, deps: list[int]) -> str:
     return (
         f"A {enc(a.verb)} {enc(a.kind)} {a.name!r} key={a.key} target={a.target_id} "
@@ -80,7 +53,7 @@ def plan_lines(plan, invalid: list[str] | None = None, schedule_fn=schedule) -> 
         lines.append(action_line(a, deps))
     lines += [f"W {w}" for w in plan.waiting]
     lines += [f"B {b}" for b in plan.blocked]
-    lines += [f"P {p}" for p in plan.problems]
+    lines += [f"P {p.reason}: {p.message}" for p in plan.problems]
     lines += [f"I {i}" for i in invalid or []]
     lines.append(
         f"= ready_replicas={plan.ready_replicas} url={plan.url} converged={plan.converged}"

@@ -1,7 +1,7 @@
 """Where the golden harness finds the WebSite entry points: the only imports the refactor
 may change (the recorded behaviour must not)."""
 
-from flexinfra.reconcile.website import (  # noqa: F401
+from flexinfra.kinds.website import (  # noqa: F401
     Owner,
     plan_website,
     reconcile_website,
@@ -12,24 +12,21 @@ from flexinfra.reconcile.website import (  # noqa: F401
 def kind_facts() -> list[str]:
     """What the operator knows about each OpenStack kind, one line per kind (read from the
     tables spread over the code before the refactor; from the adapters after it)."""
-    from flexinfra.cloud.gateway import STATUS_FIELD, Gateway
-    from flexinfra.planning.model import PlannedAction
-    from flexinfra.reconcile.quota import NEUTRON, OCTAVIA
-    from flexinfra.reconcile.teardown import ORDER
-    from flexinfra.reconcile.website import TOUCHES
+    from flexinfra.cloud.adapters import ADAPTERS, LISTED, TEARDOWN, WAITING_KINDS
 
-    listed = {e[0]: e[1:] for e in (*Gateway.LISTS, Gateway.SNAPSHOT_LIST)}
-    kinds = sorted(set(TOUCHES) | set(listed) | set(ORDER))
+    order = [a.kind for a in TEARDOWN]
     lines = []
-    for kind in kinds:
-        service, proxy, method, query = listed.get(kind, (None, None, None, None))
-        quota = NEUTRON.get(kind) or OCTAVIA.get(kind)
+    for kind in sorted(k for k, a in ADAPTERS.items()):
+        a = ADAPTERS[kind]
+        lister = f"{a.proxy}.{a.lister}{dict(a.list_query) or ''}" if a.lister else "None.None"
+        # before the refactor only Neutron and Octavia kinds had a quota name in a table
+        quota = a.quota if a.service in ("network", "load-balancer") else None
         lines.append(
-            f"{kind}: list={proxy}.{method}{query or ''} service={service} "
-            f"status={STATUS_FIELD.get(kind, 'status')} waiting={kind in Gateway.WAITING_KINDS} "
-            f"touches={sorted(TOUCHES.get(kind, []))} quota={quota} "
-            f"teardown={ORDER.index(kind) if kind in ORDER else None} "
-            f"lb_lane={PlannedAction('create', kind, 'x', 'y').needs_active_lb}"
+            f"{kind}: list={lister} service={a.service if a.lister else None} "
+            f"status={a.status_field} waiting={kind in WAITING_KINDS} "
+            f"touches={sorted(k.value for k in a.touches)} quota={quota} "
+            f"teardown={order.index(kind) if kind in order else None} "
+            f"lb_lane={a.needs_active_lb}"
         )
-    lines.append(f"inventory lists: {[e[0] for e in Gateway.LISTS]}")
+    lines.append(f"inventory lists: {[a.kind.value for a in LISTED]}")
     return lines
