@@ -46,3 +46,14 @@ def test_whole_passes_match_golden():
 
 def test_kind_facts_match_golden():
     check("kinds.txt", "\n".join(website_api.kind_facts()) + "\n")
+
+
+def test_flexinfra_plan_prints_what_it_printed_for_the_examples():
+    """``flexinfra plan -f`` on examples/ (and two broken sites) against the in-memory cloud,
+    in a fresh interpreter; plan_cli.txt was printed by the code before the refactor."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(HERE / "plan_cli_run.py")], capture_output=True,
+                          text=True, timeout=120, check=True)
+    check("plan_cli.txt", done.stdout)
