@@ -22,7 +22,7 @@ from flexinfra.core.plan import Plan, PlannedAction
 from flexinfra.core.tags import Owner
 from flexinfra.planning.load_balancer import HealthCheckIntent
 from flexinfra.planning.servers import server_views
-from flexinfra.planning.website import ObservedSite, SiteIntent, names, plan_site
+from flexinfra.planning.website import ObservedSite, SiteIntent, plan_site
 from flexinfra.reconcile import projection as J
 from flexinfra.reconcile.driver import CloudKind, KindStatus, plan_only, reconcile
 from flexinfra.reconcile.executor import Execution
@@ -130,8 +130,7 @@ def spec_problems(intent: SiteIntent) -> list[str]:
 def project(snap: Snapshot, intent: SiteIntent) -> ObservedSite:
     """One site's objects in the tenant snapshot, keyed for planning. Pure."""
     owned = snap.owned(intent.owner_uid)
-    wanted = names(intent.prefix)
-    untagged = J.orphans(snap, owned, {Kind(kind): name for kind, name in wanted.items()})
+    untagged = J.orphans(snap, owned, intent.adoptable_names)
     untagged |= J.port_orphans(snap, intent.fleet.server_prefix)
     net = J.project_network(snap, owned, intent.network, untagged)
     lb = J.project_load_balancer(owned)

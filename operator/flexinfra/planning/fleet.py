@@ -243,11 +243,11 @@ class _FleetPlanner:
         """What a new server needs from the cloud: its image, flavor and zones exist."""
         i, o, invalid = self.i, self.o, self.b.invalid
         if o.image_id is None:
-            invalid.append(f"image {i.image!r} of the SiteTemplate is not in the cloud; "
-                           "upload it or fix SiteTemplate.image")
+            invalid.append(f"image {i.image!r} of the {i.recipe} is not in the cloud; "
+                           f"upload it or fix {i.recipe}.image")
         if o.flavor_id is None:
-            invalid.append(f"flavor {i.flavor!r} of the SiteTemplate is not in the cloud; "
-                           "fix SiteTemplate.flavor")
+            invalid.append(f"flavor {i.flavor!r} of the {i.recipe} is not in the cloud; "
+                           f"fix {i.recipe}.flavor")
         unknown = sorted(
             set(i.availability_zones) - (o.available_zones or set(i.availability_zones))
         )
@@ -284,7 +284,7 @@ class _FleetPlanner:
                 b.plan.blocked.append(
                     f"{v.obj.name} went to ERROR {n} times in a row (Nova: {fault}); it is kept "
                     "for inspection and not re-created. Fix the cause (image, flavor, boot "
-                    "script, quota, or the cloud: ask its admin) or change the SiteTemplate; "
+                    f"script, quota, or the cloud: ask its admin) or change the {i.recipe}; "
                     f"then delete server {v.obj.name} to retry"
                 )
                 b.plan.problems.append(Problem(

@@ -20,6 +20,8 @@ class NetworkIntent:
     existing_network: str | None
     external_network: str
     dns_nameservers: tuple[str, ...] = ()
+    #: the owner's kind, as messages name it
+    owner_kind: str = "object"
 
     @property
     def network_name(self) -> str:
@@ -99,7 +101,7 @@ def plan_network(b: PlanBuilder, i: NetworkIntent, o: NetworkObserved) -> Attach
             b.invalid.append(
                 f"network.cidr changed from {o.subnet.get('cidr')} to {i.cidr}: a built subnet "
                 "cannot change range; put the old value back, or delete and re-create the "
-                "WebSite"
+                f"{i.owner_kind}"
             )
         elif sorted(o.subnet.get("dns_nameservers") or []) != sorted(i.dns_nameservers):
             b.add(Verb.UPDATE, Kind.SUBNET, i.subnet_name, "DNS servers differ", "subnet",

@@ -44,6 +44,8 @@ class FleetIntent:
     pool_ports: tuple[int, ...] = ()
     #: servers are ``<prefix>-<role>-<index>``
     role: str = "web"
+    #: where image, flavor and boot script come from, as the user knows it (messages)
+    recipe: str = "spec"
 
     @property
     def server_group_policy(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from flexinfra.core.kinds import Kind
 from flexinfra.core.objects import CloudObject
 from flexinfra.core.plan import Plan
 from flexinfra.planning.builder import PlanBuilder
@@ -69,7 +70,7 @@ class SiteIntent:
     @property
     def network(self) -> NetworkIntent:
         return NetworkIntent(self.prefix, self.cidr, self.existing_network,
-                             self.external_network, self.dns_nameservers)
+                             self.external_network, self.dns_nameservers, "WebSite")
 
     @property
     def security_group(self) -> SecurityGroupIntent:
@@ -83,13 +84,26 @@ class SiteIntent:
             user_data=self.user_data, key_name=self.key_name,
             server_metadata=self.server_metadata, template_hash=self.template_hash,
             volume_size_gb=self.volume_size_gb, volume_type=self.volume_type,
-            anti_affinity=self.anti_affinity, pool_ports=self.lb_ports,
+            anti_affinity=self.anti_affinity, pool_ports=self.lb_ports, recipe="SiteTemplate",
         )
 
     @property
     def load_balancer(self) -> LoadBalancerIntent:
         return LoadBalancerIntent(self.prefix, self.lb_ports, self.lb_protocol,
                                   self.lb_algorithm, self.health_check)
+
+    @property
+    def adoptable_names(self) -> dict[Kind, str]:
+        """The site's one-of-a-kind objects by the name an orphan of them would carry."""
+        n = self.network
+        return {
+            Kind.NETWORK: n.network_name,
+            Kind.SUBNET: n.subnet_name,
+            Kind.ROUTER: n.router_name,
+            Kind.SECURITY_GROUP: self.security_group.name,
+            Kind.LOAD_BALANCER: self.load_balancer.name,
+            Kind.FLOATING_IP: self.floating_ip.name,
+        }
 
     @property
     def floating_ip(self) -> FloatingIPIntent:
@@ -159,18 +173,6 @@ class ObservedSite:
         return not any([self.network, self.subnet, self.router, self.security_group,
                         self.server_groups, self.ports, self.servers, self.volumes,
                         self.load_balancer, self.floating_ip])
-
-
-def names(prefix: str) -> dict[str, str]:
-    """The names of the site's one-of-a-kind objects (what an orphan is looked up by)."""
-    return {
-        "network": f"{prefix}-net",
-        "subnet": f"{prefix}-subnet",
-        "router": f"{prefix}-router",
-        "security_group": f"{prefix}-sg",
-        "load_balancer": f"{prefix}-lb",
-        "floating_ip": f"{prefix}-fip",
-    }
 
 
 def plan_site(intent: SiteIntent, observed: ObservedSite) -> tuple[Plan, list[str]]:
