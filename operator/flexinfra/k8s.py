@@ -9,7 +9,7 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 
 from flexinfra.api import GROUP, VERSION
-from flexinfra.cloud.errors import CredentialsError
+from flexinfra.core.errors import CredentialsError
 
 
 @functools.cache

@@ -15,9 +15,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from flexinfra.api import GROUP, VERSION
 from flexinfra.api.sitetemplate import SiteTemplateSpec
 from flexinfra.api.website import WebSiteSpec
-from flexinfra.cloud.errors import FlexinfraError
+from flexinfra.core.errors import FlexinfraError
+from flexinfra.core.kinds import Verb
 from flexinfra.handlers.common import validation_message
 
 CLOUDS_YAML_PLACES = (
@@ -40,8 +42,8 @@ def _live_uid(namespace: str, name: str) -> str | None:
     try:
         from flexinfra import k8s
 
-        obj = k8s.custom().get_namespaced_custom_object(
-            "flexinfra.io", "v1alpha1", namespace, "websites", name)
+        obj = k8s.custom().get_namespaced_custom_object(GROUP, VERSION, namespace, "websites",
+                                                        name)
         return obj["metadata"]["uid"]
     except Exception:
         return None
@@ -51,15 +53,15 @@ def _live_template(namespace: str, name: str) -> dict[str, Any] | None:
     try:
         from flexinfra import k8s
 
-        return k8s.custom().get_namespaced_custom_object(
-            "flexinfra.io", "v1alpha1", namespace, "sitetemplates", name)["spec"]
+        return k8s.custom().get_namespaced_custom_object(GROUP, VERSION, namespace,
+                                                         "sitetemplates", name)["spec"]
     except Exception:
         return None
 
 
 def plan(args: Any) -> int:
     from flexinfra.cloud.connection import connection_cache
-    from flexinfra.reconcile.website import Owner, plan_website
+    from flexinfra.kinds.website import Owner, plan_website
 
     docs = [d for d in yaml.safe_load_all(Path(args.filename).read_text()) if d]
     templates = {(d["metadata"].get("namespace", "default"), d["metadata"]["name"]): d["spec"]
@@ -100,5 +102,5 @@ def plan(args: Any) -> int:
     return status
 
 
-def _sign(verb: str) -> str:
-    return {"create": "+", "delete": "-", "update": "~"}.get(verb, "*")
+def _sign(verb: Verb) -> str:
+    return {Verb.CREATE: "+", Verb.DELETE: "-", Verb.UPDATE: "~"}.get(verb, "*")

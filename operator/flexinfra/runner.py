@@ -9,9 +9,8 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
+from flexinfra.api import ANNOTATION_PREFIX, FINALIZER, LAST_HANDLED_KEY
 from flexinfra.settings import Settings, get_settings, set_settings
-
-FINALIZER = "flexinfra.io/cleanup"
 
 
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
@@ -22,9 +21,11 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
       zero writes, and kopf would otherwise post an Event for every successful timer run.
     """
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="flexinfra.io")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="flexinfra.io", key="last-handled-configuration"
+        prefix=ANNOTATION_PREFIX, key=LAST_HANDLED_KEY
     )
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 300

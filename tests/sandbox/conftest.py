@@ -13,7 +13,7 @@ from flexinfra.api.sitetemplate import SiteTemplateSpec
 from flexinfra.api.website import WebSiteSpec
 from flexinfra.cloud.connection import ConnectionCache
 from flexinfra.cloud.errors import TransientError
-from flexinfra.reconcile.website import Owner, reconcile_website, teardown_website
+from flexinfra.kinds.website import Owner, reconcile_website, teardown_website
 from tests.sandbox.test_openstack import Cloud, connect
 
 CLOUDS = (

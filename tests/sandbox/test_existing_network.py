@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from flexinfra.cloud.errors import InvalidSpec
-from flexinfra.reconcile.website import plan_website, reconcile_website
+from flexinfra.kinds.website import plan_website, reconcile_website
 from tests.sandbox.conftest import drive, new_owner, sandbox_template, site_spec, tear_down
 from tests.sandbox.test_openstack import http_get
 

@@ -20,9 +20,10 @@ import yaml
 
 from flexinfra.cloud.connection import ConnectionCache
 from flexinfra.cloud.errors import CloudError
-from flexinfra.planning.model import ObservedSite, Plan
+from flexinfra.core.plan import Plan
+from flexinfra.kinds.website import plan_website, reconcile_website
+from flexinfra.planning.website import ObservedSite
 from flexinfra.reconcile.quota import check_quota
-from flexinfra.reconcile.website import plan_website, reconcile_website
 from tests.sandbox.conftest import new_owner, sandbox_template, site_spec, tear_down
 from tests.sandbox.test_openstack import PATHS, connect
 

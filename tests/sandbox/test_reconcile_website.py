@@ -17,7 +17,7 @@ from flexinfra.api.sitetemplate import SiteTemplateSpec
 from flexinfra.cloud.connection import ConnectionCache
 from flexinfra.cloud.errors import InvalidSpec, TransientError
 from flexinfra.cloud.metrics import total_calls
-from flexinfra.reconcile.website import Owner, reconcile_website
+from flexinfra.kinds.website import Owner, reconcile_website
 from tests.sandbox.conftest import drive, new_owner, sandbox_template, site_spec, tear_down
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(900)]
@@ -267,7 +267,7 @@ def test_volume_per_server_is_created_attached_kept_on_replacement_and_swept(gat
 
 
 def test_plan_changes_nothing(gateway):
-    from flexinfra.reconcile.website import plan_website
+    from flexinfra.kinds.website import plan_website
 
     owner = new_owner("plan")
     actions = plan_website(

@@ -6,11 +6,11 @@ import pytest
 from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as os_exc
 
-from flexinfra.cloud import tags as T
 from flexinfra.cloud.connection import ConnectionCache, parse_cloud
 from flexinfra.cloud.errors import CloudError, CredentialsError, TransientError, classify
 from flexinfra.cloud.gateway import Gateway
 from flexinfra.cloud.metrics import total_calls
+from flexinfra.core import tags as T
 
 
 def http_error(status: int, details: str = "") -> os_exc.HttpException:
@@ -231,3 +231,47 @@ def test_calls_in_flight_are_capped_per_service():
     for t in threads:
         t.join()
     assert peak == {"network": 3, "compute": 3}  # each service its own three slots
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (http_error(403, "Quota exceeded for instances"), "quota_exceeded"),
+        (http_error(400, "Flavor m1.gone could not be found."), "not_found"),
+        (http_error(400, "Invalid input for cidr"), "bad_request"),
+        (http_error(404, "Network x could not be found"), "not_found"),
+        (http_error(409, "Security group rule already exists"), "conflict"),
+        (http_error(429), "throttled"),
+        (http_error(503), "server_error"),
+        (ksa_exc.ConnectFailure("refused"), "unreachable"),
+    ],
+)
+def test_errors_carry_a_code_decisions_read(exc, code):
+    assert classify(exc, "create").code == code
+
+
+class NeutronRefusing:
+    """A create that refuses tags in its body (400), or refuses everything (bad request)."""
+
+    def __init__(self, refuse_all: bool = False) -> None:
+        self.refuse_all, self.calls = refuse_all, []
+
+    def __call__(self, **attrs):
+        self.calls.append(sorted(attrs))
+        if "tags" in attrs or self.refuse_all:
+            raise http_error(400, "Invalid input")
+        return {"id": "net-1"}
+
+
+def test_neutron_tags_on_create_are_learnt_from_codes_not_words():
+    gw = Gateway(conn=None)
+    gw.sdk = lambda proxy, method: lambda *a, **kw: None  # set_tags
+    create = NeutronRefusing()
+    assert gw.neutron_create("network", create, ["t"], name="n") == {"id": "net-1"}
+    assert gw.neutron_tags_on_create is False and create.calls == [["name", "tags"], ["name"]]
+    # a create refused for another reason leaves the question open for the next one
+    gw = Gateway(conn=None)
+    refusing = NeutronRefusing(refuse_all=True)
+    with pytest.raises(CloudError):
+        gw.neutron_create("network", refusing, ["t"], name="n")
+    assert gw.neutron_tags_on_create is None

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from flexinfra.cloud.errors import CloudError
-from flexinfra.planning.model import CloudObject, PlannedAction, Ref
+from flexinfra.core.objects import CloudObject, Ref
+from flexinfra.core.plan import PlannedAction
 from flexinfra.reconcile.executor import Executor, ref_keys
 
 
@@ -127,14 +128,18 @@ def test_a_busy_load_balancer_skips_its_lane_only():
 
 
 def test_after_a_load_balancer_step_the_network_side_is_not_listed_again():
+    from flexinfra.cloud.adapters import ADAPTERS
     from flexinfra.cloud.gateway import Gateway
-    from flexinfra.reconcile.website import TOUCHES, kinds_to_relist
+    from flexinfra.reconcile.driver import relist_after as kinds_to_relist
 
     assert kinds_to_relist([]) == Gateway.WAITING_KINDS  # only waiting
     after_listener = kinds_to_relist([create("listener", "l80")])
     assert {"load_balancer", "listener", "pool"} <= after_listener
     assert not after_listener & {"network", "subnet", "port", "security_group", "router"}
     assert "port" in kinds_to_relist([create("router_interface", "r")])
-    assert kinds_to_relist([create("mystery", "x")]) is None  # unknown: list everything
+    # an unknown kind used to make the next pass list everything; now it cannot be planned
+    # at all (every Kind has an adapter, and the adapter says what it touches)
+    with pytest.raises(ValueError):
+        create("mystery", "x")
     listed = {kind for kind, *_ in Gateway.LISTS}
-    assert all(kinds <= listed for kinds in TOUCHES.values())
+    assert all(a.touches <= listed for a in ADAPTERS.values())

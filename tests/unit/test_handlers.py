@@ -17,7 +17,7 @@ from flexinfra.api.website import ServerStatus, WebSiteResources
 from flexinfra.cloud.errors import CloudError, TransientError
 from flexinfra.handlers import common
 from flexinfra.handlers import website as handler
-from flexinfra.reconcile.website import Outcome
+from flexinfra.reconcile.outcome import Outcome
 
 SPEC = {
     "cloud": {"secretName": "tenant", "cloudName": "demo"},
@@ -203,3 +203,24 @@ def test_progress_requeue_carries_the_progress_marker(cloud, events):
     with pytest.raises(kopf.TemporaryError) as err:
         run(body())
     assert str(err.value).startswith(common.PROGRESSING)
+
+
+def test_servers_kept_in_error_show_as_degraded(cloud, events):
+    from flexinfra.core.errors import ErrorCode
+    from flexinfra.core.plan import Problem
+
+    cloud["raise"] = CloudError(
+        "fi-fixweb-client-a-web-1 went to ERROR 3 times in a row", code=ErrorCode.BLOCKED,
+        problems=[Problem(Reason.SERVER_FAILED, "server web-1 kept in ERROR")],
+    )
+    patch = run(body())
+    conds = {c["type"]: c for c in patch["status"]["conditions"]}
+    assert conds["Ready"]["status"] == "False" and conds["Ready"]["reason"] == "CloudError"
+    assert conds["Degraded"]["status"] == "True"
+    assert conds["Degraded"]["reason"] == "ServerFailed"
+    assert conds["Degraded"]["message"] == "server web-1 kept in ERROR"
+    cloud["raise"] = None  # fixed: Degraded goes back to False
+    cloud["outcome"] = ready_outcome()
+    again = run(applied(body(), patch))
+    conds = {c["type"]: c for c in again["status"]["conditions"]}
+    assert conds["Degraded"]["status"] == "False" and conds["Degraded"]["reason"] == "AsExpected"

@@ -7,7 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from flexinfra.cloud.errors import CloudError
-from flexinfra.planning.model import CloudObject, ObservedSite, Plan, PlannedAction
+from flexinfra.core.objects import CloudObject
+from flexinfra.core.plan import Plan, PlannedAction
+from flexinfra.planning.website import ObservedSite
 from flexinfra.reconcile.quota import check_quota
 
 

@@ -12,15 +12,12 @@ from dataclasses import replace
 
 import pytest
 
-from flexinfra.cloud import tags as T
+from flexinfra.core import tags as T
+from flexinfra.core.objects import CloudObject, Ref
+from flexinfra.planning import servers as S
 from flexinfra.planning import website as P
-from flexinfra.planning.model import (
-    CloudObject,
-    HealthCheckIntent,
-    ObservedSite,
-    Ref,
-    SiteIntent,
-)
+from flexinfra.planning.load_balancer import HealthCheckIntent
+from flexinfra.planning.website import ObservedSite, SiteIntent
 
 UID = "0b5c6a3e-1111-4222-8333-444455556666"
 
@@ -594,7 +591,7 @@ def test_server_failing_again_and_again_is_kept_and_blocks_after_three():
     tenant.objs["server"].pop(failed.id)
     converge(tenant, it)
     assert tenant.serving() == 2
-    assert not any(P.failure_record(p)[1] for p in tenant.objs["port"].values())
+    assert not any(S.failure_record(p)[1] for p in tenant.objs["port"].values())
 
 
 def test_failure_count_is_per_failure_not_per_pass_and_resets_on_active():
@@ -608,10 +605,10 @@ def test_failure_count_is_per_failure_not_per_pass_and_resets_on_active():
         tags = [a for a in plan.actions if a.verb == "tag"]
         tenant.apply(replace(plan, actions=tags))
         port = next(iter(tenant.objs["port"].values()))
-        assert P.failure_record(port) == ("aaaa", 1, sid)
+        assert S.failure_record(port) == ("aaaa", 1, sid)
     converge(tenant, it)
     port = next(iter(tenant.objs["port"].values()))
-    assert P.failure_record(port) == (None, 0, None)
+    assert S.failure_record(port) == (None, 0, None)
 
 
 def test_error_server_of_an_old_template_is_replaced_not_blocked():

@@ -3,3 +3,10 @@
 GROUP = "flexinfra.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
+#: held by every object while it may own cloud resources (released after the tag sweep)
+FINALIZER = f"{GROUP}/cleanup"
+#: kopf keeps its progress and last-handled state in annotations under this prefix
+ANNOTATION_PREFIX = GROUP
+LAST_HANDLED_KEY = "last-handled-configuration"
+#: on a WebSite: the generation of its SiteTemplate; a change wakes the site's handler at once
+TEMPLATE_GENERATION_ANNOTATION = f"{GROUP}/template-generation"

@@ -14,35 +14,15 @@ from typing import Literal
 from pydantic import Field
 
 from flexinfra.api.base import StatusModel
+from flexinfra.core.reasons import Reason
+
+__all__ = ["Condition", "ConditionType", "Reason", "get_condition", "set_condition"]
 
 
 class ConditionType(StrEnum):
     READY = "Ready"
     PROGRESSING = "Progressing"
     DEGRADED = "Degraded"
-
-
-class Reason(StrEnum):
-    """Every reason a condition may carry. A closed set: dashboards and alerts key on it."""
-
-    RECONCILED = "Reconciled"
-    PROGRESSING = "Progressing"
-    WAITING_FOR_CLOUD = "WaitingForCloud"
-    TRANSIENT_ERROR = "TransientError"
-    INVALID_SPEC = "InvalidSpec"
-    CLOUD_ERROR = "CloudError"
-    CREDENTIALS_ERROR = "CredentialsError"
-    DEPENDENCY_NOT_READY = "DependencyNotReady"
-    DELETING = "Deleting"
-    ROLLING_UPDATE = "RollingUpdate"
-    SCALING = "Scaling"
-    DRIFT_CORRECTED = "DriftCorrected"
-    NODE_FAILED = "NodeFailed"
-    RECOVERING = "Recovering"
-    QUORUM_LOST = "QuorumLost"
-    HEALING = "Healing"
-    SPLIT_BRAIN = "SplitBrain"
-    AS_EXPECTED = "AsExpected"
 
 
 Status = Literal["True", "False", "Unknown"]

@@ -111,11 +111,6 @@ class ConnectionCache:
         with self._lock:
             self._options.update(gateway_options)
 
-    def forget(self, secret_key: str) -> None:
-        with self._lock:
-            for key in [k for k in self._entries if k[0] == secret_key]:
-                self._entries.pop(key)[1].close()
-
 
 #: the process-wide cache the handlers use
 connection_cache = ConnectionCache()

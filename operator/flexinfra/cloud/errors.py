@@ -1,8 +1,8 @@
-"""Errors the reconcile core raises, and the mapping from openstacksdk faults to them.
+"""From openstacksdk / keystoneauth faults to flexinfra's errors and their codes.
 
-The kopf handlers turn each class into a condition reason: the class decides whether the user
-must act (``InvalidSpec``, ``CredentialsError``), the cloud operator must act (``CloudError``),
-or the operator simply retries (``TransientError``). Messages never carry credentials.
+This is the one place that reads what the cloud says in words (a quota refusal arrives as a
+403, 409 or 413 whose only mark is its text; a missing image as a 400 "could not be found"):
+it turns that into an ``ErrorCode`` once, and everything above decides on the code.
 """
 
 from __future__ import annotations
@@ -12,48 +12,31 @@ import re
 from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as os_exc
 
+from flexinfra.core.errors import (
+    CloudError,
+    CredentialsError,
+    ErrorCode,
+    FlexinfraError,
+    InvalidSpec,
+    TransientError,
+)
 
-class FlexinfraError(Exception):
-    """Base class; ``message`` is shown to the user as-is, so it must be actionable."""
-
-    reason = "CloudError"
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retry_after = retry_after
-        #: (reason, message) of the steps done in the same pass before this failure: they
-        #: happened, so they are reported (as Events) even though the pass failed
-        self.events: list[tuple[str, str]] = []
-
-
-class InvalidSpec(FlexinfraError):
-    """The spec asks for something that cannot be built; the user must change it."""
-
-    reason = "InvalidSpec"
-
-
-class CloudError(FlexinfraError):
-    """The cloud refuses (quota, policy, bad request); retrying unchanged will not help soon."""
-
-    reason = "CloudError"
-
-
-class TransientError(FlexinfraError):
-    """A fault that retrying fixes: 5xx, timeouts, 409 in-use/pending, 429."""
-
-    reason = "TransientError"
-
-
-class CredentialsError(FlexinfraError):
-    """The credentials Secret is missing, unreadable or rejected by Keystone."""
-
-    reason = "CredentialsError"
-
+__all__ = [
+    "CloudError",
+    "CredentialsError",
+    "ErrorCode",
+    "FlexinfraError",
+    "InvalidSpec",
+    "TransientError",
+    "classify",
+    "scrub",
+]
 
 _QUOTA_WORDS = re.compile(
     r"quota|limit ?exceeded|over ?quota|VolumeLimitExceeded|has been met", re.I
 )
+_MISSING_WORDS = re.compile(r"could not be found|not found", re.I)
+_TIMED_OUT = re.compile(r"timed out", re.I)
 _SECRETS = re.compile(r"(password|secret|token|credential)(['\"]?\s*[:=]\s*)\S+", re.I)
 
 
@@ -65,6 +48,10 @@ def scrub(text: str) -> str:
 def _details(exc: Exception) -> str:
     details = getattr(exc, "details", None) or getattr(exc, "message", None) or str(exc)
     return scrub(str(details).strip())
+
+
+def status_of(exc: BaseException) -> int | None:
+    return getattr(exc, "status_code", None) or getattr(exc, "http_status", None)
 
 
 def classify(exc: Exception, what: str) -> FlexinfraError:
@@ -82,7 +69,10 @@ def classify(exc: Exception, what: str) -> FlexinfraError:
             f"{what}: the cloud rejected the credentials (401); check the Secret"
         )
     if isinstance(exc, ksa_exc.ConnectionError | ksa_exc.DiscoveryFailure | ksa_exc.RequestTimeout):
-        return TransientError(f"{what}: cannot reach the cloud ({type(exc).__name__}); will retry")
+        return TransientError(
+            f"{what}: cannot reach the cloud ({type(exc).__name__}); will retry",
+            code=ErrorCode.UNREACHABLE,
+        )
     status = getattr(exc, "status_code", None)
     details = _details(exc)
     if status is None and isinstance(exc, ksa_exc.HttpError):
@@ -90,30 +80,49 @@ def classify(exc: Exception, what: str) -> FlexinfraError:
     if status is not None and _QUOTA_WORDS.search(details) and status in (403, 409, 413):
         return CloudError(
             f"{what}: quota exceeded ({details}). Ask the cloud admin to raise the project's "
-            "quota, or lower replicas / volume size"
+            "quota, or lower replicas / volume size",
+            code=ErrorCode.QUOTA_EXCEEDED,
         )
     if status == 401:
         return CredentialsError(
             f"{what}: the cloud rejected the credentials (401); check the Secret"
         )
     if status == 403:
-        return CloudError(f"{what}: forbidden by the cloud's policy ({details})")
+        return CloudError(
+            f"{what}: forbidden by the cloud's policy ({details})", code=ErrorCode.FORBIDDEN
+        )
     if status == 429:
-        return TransientError(f"{what}: throttled by the cloud (429); will retry", retry_after=5)
+        return TransientError(
+            f"{what}: throttled by the cloud (429); will retry",
+            code=ErrorCode.THROTTLED,
+            retry_after=5,
+        )
     if status == 409:
         return TransientError(
-            f"{what}: conflict, object busy or in use (409: {details}); will retry"
+            f"{what}: conflict, object busy or in use (409: {details}); will retry",
+            code=ErrorCode.CONFLICT,
         )
     if status is not None and status >= 500:
         return TransientError(f"{what}: cloud error {status} ({details}); will retry")
     if status == 400:
-        return CloudError(f"{what}: the cloud refused the request (400: {details})")
+        missing = _MISSING_WORDS.search(details)
+        return CloudError(
+            f"{what}: the cloud refused the request (400: {details})",
+            code=ErrorCode.NOT_FOUND if missing else ErrorCode.BAD_REQUEST,
+        )
     if isinstance(exc, os_exc.ResourceTimeout):
-        return TransientError(f"{what}: timed out waiting ({details}); will retry")
-    if isinstance(exc, os_exc.SDKException) and "timed out" in details.lower():
-        return TransientError(f"{what}: {details}; will retry")
+        return TransientError(
+            f"{what}: timed out waiting ({details}); will retry", code=ErrorCode.TIMEOUT
+        )
+    if isinstance(exc, os_exc.SDKException) and _TIMED_OUT.search(details):
+        return TransientError(f"{what}: {details}; will retry", code=ErrorCode.TIMEOUT)
     if isinstance(exc, TimeoutError | ConnectionError):
-        return TransientError(f"{what}: {type(exc).__name__}; will retry")
+        code = ErrorCode.TIMEOUT if isinstance(exc, TimeoutError) else ErrorCode.UNREACHABLE
+        return TransientError(f"{what}: {type(exc).__name__}; will retry", code=code)
     if status is not None:
-        return CloudError(f"{what}: the cloud answered {status} ({details})")
-    return TransientError(f"{what}: unexpected {type(exc).__name__}: {scrub(str(exc))}")
+        return CloudError(
+            f"{what}: the cloud answered {status} ({details})",
+            code=ErrorCode.NOT_FOUND if status == 404 else ErrorCode.REFUSED,
+        )
+    return TransientError(f"{what}: unexpected {type(exc).__name__}: {scrub(str(exc))}",
+                          code=ErrorCode.UNEXPECTED)

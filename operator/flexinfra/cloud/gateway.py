@@ -24,10 +24,12 @@ from typing import Any
 from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as os_exc
 
-from flexinfra.cloud import tags as T
-from flexinfra.cloud.errors import FlexinfraError, TransientError, classify
+from flexinfra.cloud.adapters import LISTED, LISTED_FOR_TEARDOWN, WAITING_KINDS, Adapter, adapter
+from flexinfra.cloud.errors import classify, status_of
 from flexinfra.cloud.metrics import DURATION, REQUESTS, outcome_of
-from flexinfra.planning.model import CloudObject
+from flexinfra.core.errors import ErrorCode, FlexinfraError
+from flexinfra.core.kinds import Kind
+from flexinfra.core.objects import CloudObject
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +57,6 @@ class TokenBucket:
             time.sleep(wait)
 
 
-def _status(exc: BaseException) -> int | None:
-    return getattr(exc, "status_code", None) or getattr(exc, "http_status", None)
-
-
 def _retry_after(exc: BaseException) -> float | None:
     response = getattr(exc, "response", None)
     value = response.headers.get("Retry-After") if response is not None else None
@@ -68,33 +66,12 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
-# --- SDK resource -> CloudObject --------------------------------------------------------------
-STATUS_FIELD = {
-    "load_balancer": "provisioning_status",
-    "listener": "provisioning_status",
-    "pool": "provisioning_status",
-    "health_monitor": "provisioning_status",
-    "member": "provisioning_status",
-}
-
-
-def to_object(kind: str, res: Any) -> CloudObject:
-    attrs = res.to_dict(computed=False) if hasattr(res, "to_dict") else dict(res)
-    attrs.pop("location", None)
-    tags = frozenset(attrs.get("tags") or [])
-    if kind in ("volume", "snapshot"):  # Cinder: metadata stands in for tags
-        meta = attrs.get("metadata") or {}
-        tags = frozenset(f"{k}:{v}" for k, v in meta.items() if k.startswith("flexinfra-"))
-    status = attrs.get(STATUS_FIELD.get(kind, "status"))
-    return CloudObject(kind, attrs.get("id"), attrs.get("name") or "", status, tags, attrs)
-
-
 @dataclass
 class Snapshot:
     """One tenant-wide view: kind -> objects, each kind with the time its listing started."""
 
-    objects: dict[str, list[CloudObject]] = field(default_factory=dict)
-    listed_at: dict[str, float] = field(default_factory=dict)
+    objects: dict[Kind, list[CloudObject]] = field(default_factory=dict)
+    listed_at: dict[Kind, float] = field(default_factory=dict)
     calls: int = 0  # list calls made to build this view (0: served from what was listed)
 
     @property
@@ -102,15 +79,16 @@ class Snapshot:
         """When the oldest of its listings started."""
         return min(self.listed_at.values(), default=0.0)
 
-    def of(self, kind: str) -> list[CloudObject]:
-        return self.objects.get(kind, [])
+    def of(self, kind: Kind | str) -> list[CloudObject]:
+        return self.objects.get(Kind(kind), [])
 
-    def owned(self, uid: str) -> dict[str, list[CloudObject]]:
-        tag = T.OWNER_PREFIX + uid
-        found: dict[str, list[CloudObject]] = {}
+    def owned(self, uid: str) -> dict[Kind, list[CloudObject]]:
+        """What carries the owner's mark, by kind (tags, Cinder metadata, or a name)."""
+        found: dict[Kind, list[CloudObject]] = {}
         for kind, objects in self.objects.items():
+            owns = adapter(kind).owned_by
             for obj in objects:
-                if tag in obj.tags or (kind == "server_group" and obj.name.endswith("-" + uid)):
+                if owns(obj, uid):
                     found.setdefault(kind, []).append(obj)
         return found
 
@@ -191,7 +169,7 @@ class Gateway:
                 raise classify(exc, f"{verb} {resource}") from None
             except (os_exc.SDKException, ksa_exc.ClientException, OSError) as exc:
                 error = exc
-                status = _status(exc)
+                status = status_of(exc)
                 transient = status in RETRYABLE_STATUS or (
                     idempotent and (status is None or status >= 500)
                 )
@@ -221,30 +199,12 @@ class Gateway:
             return self._slots[service]
 
     # --- inventory -----------------------------------------------------------------------------
-    LISTS: tuple[tuple[str, str, str, str, dict], ...] = (
-        # kind, service, proxy, method, query
-        ("network", "network", "network", "networks", {}),
-        ("subnet", "network", "network", "subnets", {}),
-        ("router", "network", "network", "routers", {}),
-        ("port", "network", "network", "ports", {}),
-        ("security_group", "network", "network", "security_groups", {}),
-        ("floating_ip", "network", "network", "ips", {}),
-        ("server", "compute", "compute", "servers", {"details": True}),
-        ("server_group", "compute", "compute", "server_groups", {}),
-        ("volume", "block-storage", "block_storage", "volumes", {"details": True}),
-        ("load_balancer", "load-balancer", "load_balancer", "load_balancers", {}),
-        ("listener", "load-balancer", "load_balancer", "listeners", {}),
-        ("pool", "load-balancer", "load_balancer", "pools", {}),
-        ("health_monitor", "load-balancer", "load_balancer", "health_monitors", {}),
-    )
-
-    SNAPSHOT_LIST = ("snapshot", "block-storage", "block_storage", "snapshots", {"details": True})
-    KINDS = (*(entry[0] for entry in LISTS), "snapshot")
+    #: (kind, adapter) of what every inventory lists, in listing order (from the adapters)
+    LISTS: tuple[tuple[Kind, Adapter], ...] = tuple((a.kind, a) for a in LISTED)
+    KINDS: tuple[Kind, ...] = tuple(a.kind for a in LISTED_FOR_TEARDOWN)
     #: what a site that only waits on the cloud (servers building, a load balancer PENDING_*)
     #: needs to see again: the network side changes only when someone writes to it
-    WAITING_KINDS = frozenset(
-        {"server", "volume", "load_balancer", "listener", "pool", "health_monitor"}
-    )
+    WAITING_KINDS = WAITING_KINDS
 
     def inventory(
         self,
@@ -265,48 +225,52 @@ class Gateway:
         """
         max_age = self.inventory_ttl if max_age is None else max_age
         now = time.monotonic()
-        entries = list(self.LISTS) + ([self.SNAPSHOT_LIST] if with_snapshots else [])
+        listed = LISTED_FOR_TEARDOWN if with_snapshots else LISTED
         owner_marks = self._stale_after.get(owner_uid, {}) if owner_uid else {}
         wanted = {
-            entry[0]: max(
+            a.kind: max(
                 now - max_age,
-                owner_marks.get(entry[0], NEVER),
-                self._stale_after_all.get(entry[0], NEVER),
+                owner_marks.get(a.kind, NEVER),
+                self._stale_after_all.get(a.kind, NEVER),
             )
-            for entry in entries
+            for a in listed
         }
-        stale = [e for e in entries if self._listings.get(e[0], (NEVER, []))[0] <= wanted[e[0]]]
-        calls = list(self._listers.map(lambda e: self._listing(e, wanted[e[0]])[2], stale))
+        stale = [a for a in listed if self._listings.get(a.kind, (NEVER, []))[0] <= wanted[a.kind]]
+        calls = list(self._listers.map(lambda a: self._listing(a, wanted[a.kind])[2], stale))
         view = Snapshot(calls=sum(calls))
-        for kind, *_ in entries:
-            view.listed_at[kind], view.objects[kind] = self._listings[kind]
+        for a in listed:
+            view.listed_at[a.kind], view.objects[a.kind] = self._listings[a.kind]
         return view
 
-    def fresh(self, kind: str, after: float) -> list[CloudObject]:
+    def fresh(self, kind: Kind | str, after: float) -> list[CloudObject]:
         """Every object of ``kind`` in the tenant, from a listing started after ``after``.
 
         Concurrent callers share one listing: whoever waits for the lock finds the listing
         the previous holder made and uses it if it is recent enough. So N sites waiting on
         their load balancers cost one list call per poll, not N GETs.
         """
-        entry = next(e for e in (*self.LISTS, self.SNAPSHOT_LIST) if e[0] == kind)
-        return self._listing(entry, after)[1]
+        return self._listing(adapter(kind), after)[1]
 
-    def _listing(self, entry: tuple, after: float) -> tuple[float, list[CloudObject], int]:
-        kind, service, proxy, method, query = entry
-        with self._listing_locks[kind]:
-            listed_at, objects = self._listings.get(kind, (NEVER, []))
+    def _listing(self, a: Adapter, after: float) -> tuple[float, list[CloudObject], int]:
+        with self._listing_locks[a.kind]:
+            listed_at, objects = self._listings.get(a.kind, (NEVER, []))
             if listed_at > after:
                 return listed_at, objects, 0
             started = time.monotonic()
-            items = self.call(service, kind, "list", self._method(proxy, method), **query)
-            objects = [to_object(kind, item) for item in items]
-            self._listings[kind] = (started, objects)
+            items = self.call(a.service, a.kind, "list", self.sdk(a.proxy, a.lister),
+                              **a.list_query)
+            objects = [a.to_object(item) for item in items]
+            self._listings[a.kind] = (started, objects)
+            if a.kind is Kind.POOL:  # members of pools that are gone need no memory
+                ids = {pool.id for pool in objects}
+                for gone in [pid for pid in self._members if pid not in ids]:
+                    del self._members[gone]
             return started, objects, 1
 
-    def _method(self, proxy: str, method: str) -> Callable[..., Any]:
-        """Resolve ``conn.<proxy>.<method>`` lazily: the first access authenticates and
-        discovers the endpoint, and its faults must go through ``call`` like any other."""
+    def sdk(self, proxy: str, method: str) -> Callable[..., Any]:
+        """openstacksdk's ``conn.<proxy>.<method>``, resolved lazily: the first access
+        authenticates and discovers the endpoint, and its faults must go through ``call``
+        like any other. The only way to openstacksdk, for the adapters."""
         return lambda *a, **kw: getattr(getattr(self.conn, proxy), method)(*a, **kw)
 
     def invalidate(self, owner_uid: str | None = None, kinds: Iterable[str] | None = None) -> None:
@@ -323,7 +287,8 @@ class Gateway:
             marks[kind] = now
 
     def forget_owner(self, owner_uid: str) -> None:
-        """The owner is gone: drop its freshness markers."""
+        """The owner is gone (its teardown finished): drop its freshness markers, which would
+        otherwise pile up, one set per deleted object, for the life of the process."""
         self._stale_after.pop(owner_uid, None)
 
     def members(self, pool: CloudObject) -> list[CloudObject]:
@@ -339,10 +304,10 @@ class Gateway:
         if not ids:
             self._members[pool.id] = (ids, [])
             return []
-        items = self.call(
-            "load-balancer", "member", "list", self._method("load_balancer", "members"), pool.id
-        )
-        members = [to_object("member", m) for m in items]
+        member = adapter(Kind.MEMBER)
+        items = self.call(member.service, member.kind, "list",
+                          self.sdk(member.proxy, "members"), pool.id)
+        members = [member.to_object(m) for m in items]
         self._members[pool.id] = (frozenset(m.id for m in members), members)
         return members
 
@@ -356,7 +321,7 @@ class Gateway:
         return value
 
     def forget_lookups(self) -> None:
-        """A create refused with 'not found' means the cloud changed under the cache."""
+        """A create refused as ``NOT_FOUND`` means the cloud changed under the cache."""
         self._lookups.clear()
 
     def find_image_id(self, name_or_id: str) -> str | None:
@@ -365,7 +330,7 @@ class Gateway:
                 "image",
                 "image",
                 "find",
-                self._method("image", "find_image"),
+                self.sdk("image", "find_image"),
                 name_or_id,
                 ignore_missing=True,
             )
@@ -379,7 +344,7 @@ class Gateway:
                 "compute",
                 "flavor",
                 "find",
-                self._method("compute", "find_flavor"),
+                self.sdk("compute", "find_flavor"),
                 name_or_id,
                 ignore_missing=True,
             )
@@ -392,14 +357,14 @@ class Gateway:
                 "compute",
                 "availability_zone",
                 "list",
-                self._method("compute", "availability_zones"),
+                self.sdk("compute", "availability_zones"),
             )
             return frozenset(z.name for z in zones if (z.state or {}).get("available", True))
 
         return self._cached("az", "", 300, fetch)
 
     def compute_limits(self) -> Any:
-        return self.call("compute", "limits", "get", self._method("compute", "get_limits"))
+        return self.call("compute", "limits", "get", self.sdk("compute", "get_limits"))
 
     def network_quota(self) -> Any:
         def fetch() -> Any:
@@ -454,14 +419,21 @@ class Gateway:
                         self.neutron_tags_on_create = True
                         return created
                     except FlexinfraError as err:
-                        if "tags" not in err.message.lower() or "400" not in err.message:
+                        if err.code is not ErrorCode.BAD_REQUEST:
                             raise
-                        self.neutron_tags_on_create = False
+                    # refused as a bad request: if the same create without tags goes
+                    # through, the tags were what this Neutron refused (if it fails too, it
+                    # raises, and the question stays open for the next create)
+                    created = self.call("network", kind, "create", method, **attrs)
+                    self.neutron_tags_on_create = False
+                    self.call("network", kind, "tag", self.sdk("network", "set_tags"),
+                              created, tags)
+                    return created
         if tags and self.neutron_tags_on_create:
             return self.call("network", kind, "create", method, tags=tags, **attrs)
         created = self.call("network", kind, "create", method, **attrs)
         if tags:
-            self.call("network", kind, "tag", self.conn.network.set_tags, created, tags)
+            self.call("network", kind, "tag", self.sdk("network", "set_tags"), created, tags)
         return created
 
     def close(self) -> None:
@@ -470,8 +442,4 @@ class Gateway:
             self.conn.close()
 
 
-def first(objects: Iterable[CloudObject]) -> CloudObject | None:
-    return next(iter(objects), None)
-
-
-__all__ = ["Gateway", "Snapshot", "TransientError", "first", "to_object"]
+__all__ = ["Gateway", "Snapshot"]

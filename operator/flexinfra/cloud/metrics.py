@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from keystoneauth1 import exceptions as ksa_exc
+from openstack import exceptions as os_exc
 from prometheus_client import Counter, Histogram
 
 REQUESTS = Counter(
@@ -18,6 +20,10 @@ DURATION = Histogram(
 )
 
 
+#: what counts as a timeout, by class (keystoneauth wraps requests' timeouts in these)
+TIMEOUTS = (ksa_exc.ConnectTimeout, ksa_exc.RequestTimeout, os_exc.ResourceTimeout, TimeoutError)
+
+
 def outcome_of(exc: BaseException | None) -> str:
     if exc is None:
         return "ok"
@@ -30,7 +36,7 @@ def outcome_of(exc: BaseException | None) -> str:
         return "throttled"
     if status is not None and status >= 500:
         return "servererror"
-    if "timeout" in type(exc).__name__.lower():
+    if isinstance(exc, TIMEOUTS):
         return "timeout"
     return "error"
 

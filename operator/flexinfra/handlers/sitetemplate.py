@@ -1,15 +1,13 @@
-"""SiteTemplate handlers: validate, hash, and roll the WebSites that use a changed template."""
+"""SiteTemplate handlers: validate, hash, and wake the WebSites that use a changed template."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from flexinfra.api import GROUP, VERSION
+from flexinfra.api import GROUP, TEMPLATE_GENERATION_ANNOTATION, VERSION
 from flexinfra.api.conditions import Reason
 from flexinfra.api.sitetemplate import SiteTemplateSpec, SiteTemplateStatus
 from flexinfra.handlers.common import (
@@ -19,14 +17,9 @@ from flexinfra.handlers.common import (
     write_status,
 )
 from flexinfra.k8s import annotate
+from flexinfra.kinds.website import template_hash
 
 KIND = "SiteTemplate"
-
-
-def template_hash(spec: SiteTemplateSpec) -> str:
-    """What makes a server: a change of it replaces servers (one at a time)."""
-    payload = json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()
-    return hashlib.sha256(payload).hexdigest()[:16]
 
 
 @kopf.on.resume(GROUP, VERSION, "sitetemplates")
@@ -48,17 +41,19 @@ def template_changed(body: kopf.Body, patch: kopf.Patch, sites_by_template: kopf
         write_status(KIND, body, patch, SiteTemplateStatus(
             observed_generation=generation, conditions=conds, used_by=users).to_k8s())
         return
-    digest = template_hash(spec)
     conds = conditions_for(parse_conditions(old), generation, ready=True,
                            reason=Reason.RECONCILED, message="template is valid",
                            progressing=False)
     write_status(KIND, body, patch, SiteTemplateStatus(
-        observed_generation=generation, conditions=conds, template_hash=digest,
+        observed_generation=generation, conditions=conds, template_hash=template_hash(spec),
         used_by=users).to_k8s())
-    if old.get("templateHash") and old.get("templateHash") != digest:
+    seen = old.get("observedGeneration")
+    if seen is not None and seen != generation:
+        # the spec changed since it was last seen: an annotation change wakes each site's
+        # handler at once (no wait for its drift timer); the site decides what changes (its
+        # servers only when their template hash does)
         for site in users:
-            # an annotation change wakes the site's handler at once (no wait for the timer)
             annotate("websites", meta.namespace, site,
-                     {"flexinfra.io/template-hash": digest})
+                     {TEMPLATE_GENERATION_ANNOTATION: str(generation)})
             kopf.event(body, type="Normal", reason="RollingSites",
                        message=f"template changed: rolling {site}")

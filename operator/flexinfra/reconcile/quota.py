@@ -3,6 +3,8 @@ shortfall never leaves a half-built site behind.
 
 Nova, Neutron and Cinder say what is used; Octavia only gives limits, so what the project
 already has is counted from the tenant inventory (members from the pools' member lists).
+Which kind counts against which quota is the adapters' ``quota``; a server asks for its
+flavor's cores and RAM too, a volume for its gigabytes.
 """
 
 from __future__ import annotations
@@ -10,39 +12,33 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
-from flexinfra.cloud.errors import CloudError
+from flexinfra.cloud.adapters import ADAPTERS
 from flexinfra.cloud.gateway import Gateway
-from flexinfra.planning.model import ObservedSite, Plan
+from flexinfra.core.errors import CloudError, ErrorCode
+from flexinfra.core.kinds import Kind, Verb
+from flexinfra.core.plan import Plan
 
-#: plan kind -> Neutron quota name
-NEUTRON = {
-    "network": "networks",
-    "subnet": "subnets",
-    "router": "routers",
-    "port": "ports",
-    "security_group": "security_groups",
-    "floating_ip": "floating_ips",
-}
-#: plan kind -> Octavia quota field (openstacksdk's ``Quota`` attribute names)
+#: kind -> its name in Neutron's quota set / in Octavia's (openstacksdk's attribute names)
+NEUTRON = {a.kind: a.quota for a in ADAPTERS.values() if a.service == "network" and a.quota}
 OCTAVIA = {
-    "load_balancer": "load_balancers",
-    "listener": "listeners",
-    "pool": "pools",
-    "health_monitor": "health_monitors",
-    "member": "members",
+    a.kind: a.quota for a in ADAPTERS.values() if a.service == "load-balancer" and a.quota
 }
 
 
-def check_quota(gateway: Gateway, plan: Plan, observed: ObservedSite) -> None:
+def check_quota(gateway: Gateway, plan: Plan, observed: object | None = None) -> None:
     """Refuse before the first write when the project's quota cannot hold what we create.
 
     The four services are asked at once: a first pass waits on this before its first write,
-    and a busy cloud answers each in a second or more.
+    and a busy cloud answers each in a second or more. A server's flavor is its create's
+    ``flavor_id`` (else ``observed.flavor_id``, for callers that plan servers without one).
     """
-    creates = Counter(a.kind for a in plan.actions if a.verb == "create")
+    creates = Counter(a.kind for a in plan.actions if a.verb is Verb.CREATE)
+    flavor_id = next((a.params.get("flavor_id") for a in plan.actions
+                      if a.verb is Verb.CREATE and a.kind is Kind.SERVER
+                      and a.params.get("flavor_id")), getattr(observed, "flavor_id", None))
     with ThreadPoolExecutor(max_workers=4, thread_name_prefix="quota") as pool:
         asked = [
-            pool.submit(_nova, gateway, creates, observed),
+            pool.submit(_nova, gateway, creates, flavor_id),
             pool.submit(_neutron, gateway, creates),
             pool.submit(_octavia, gateway, creates),
             pool.submit(_cinder, gateway, plan, creates),
@@ -64,7 +60,8 @@ def check_quota(gateway: Gateway, plan: Plan, observed: ObservedSite) -> None:
             "volume gigabytes",
         }
         raise CloudError(
-            "quota exceeded, nothing was created: "
+            code=ErrorCode.QUOTA_EXCEEDED,
+            message="quota exceeded, nothing was created: "
             + "; ".join(f"{what}: need {need}, {left} left" for what, need, left in short)
             + ". Ask the cloud admin to raise the project's quota"
             + (", or lower spec.replicas" if any(s[0] in per_replica for s in short) else "")
@@ -78,16 +75,16 @@ def _free(total: int | None, used: int | None) -> int | None:
     return None if total is None or total < 0 else total - (used or 0)
 
 
-def _label(kind: str) -> str:
-    return kind.replace("_", " ") + "s"
+def _label(kind: Kind) -> str:
+    return kind.label + "s"
 
 
-def _nova(gateway: Gateway, creates: Counter, observed: ObservedSite) -> list[Check]:
-    servers = creates["server"]
+def _nova(gateway: Gateway, creates: Counter, flavor_id: str | None) -> list[Check]:
+    servers = creates[Kind.SERVER]
     if not servers:
         return []
     limits = gateway.compute_limits().absolute
-    flavor = gateway.find_flavor(observed.flavor_id) if observed.flavor_id else None
+    flavor = gateway.find_flavor(flavor_id) if flavor_id else None
     checks = [("instances", servers, _free(limits.instances, limits.instances_used))]
     if flavor is not None:
         checks += [
@@ -128,9 +125,9 @@ def _octavia(gateway: Gateway, creates: Counter, max_age: float = 60) -> list[Ch
         kind: [
             o for o in snap.of(kind) if project is None or o.get("project_id") in (None, project)
         ]
-        for kind in ("load_balancer", "listener", "pool", "health_monitor")
+        for kind in OCTAVIA if kind is not Kind.MEMBER
     }
-    used["member"] = [m for pool in used["pool"] for m in pool.get("members") or []]
+    used[Kind.MEMBER] = [m for pool in used[Kind.POOL] for m in pool.get("members") or []]
     checks = [
         (_label(kind), creates[kind], _free(getattr(quota, name, None), len(used[kind])))
         for kind, name in OCTAVIA.items()
@@ -141,7 +138,7 @@ def _octavia(gateway: Gateway, creates: Counter, max_age: float = 60) -> list[Ch
 
 
 def _cinder(gateway: Gateway, plan: Plan, creates: Counter) -> list[Check]:
-    if not creates["volume"]:
+    if not creates[Kind.VOLUME]:
         return []
     try:
         quota = gateway.volume_quota()
@@ -152,12 +149,12 @@ def _cinder(gateway: Gateway, plan: Plan, creates: Counter) -> list[Check]:
     size = sum(
         int(a.params.get("size") or 0)
         for a in plan.actions
-        if a.verb == "create" and a.kind == "volume"
+        if a.verb is Verb.CREATE and a.kind is Kind.VOLUME
     )
     return [
         (what, need, _free(getattr(quota, name, None), usage.get(name, 0) + reserved.get(name, 0)))
         for what, name, need in (
-            ("volumes", "volumes", creates["volume"]),
+            ("volumes", "volumes", creates[Kind.VOLUME]),
             ("volume gigabytes", "gigabytes", size),
         )
     ]

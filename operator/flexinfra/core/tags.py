@@ -1,4 +1,4 @@
-"""Owner tags and names: how an OpenStack object is known to belong to one WebSite.
+"""Owner tags and names: how an OpenStack object is known to belong to one custom resource.
 
 Tags must fit Nova's rules (<= 60 chars, no ``/`` or ``,``), the strictest of the APIs that
 have tags (Neutron, Nova >= 2.26, Octavia >= 2.5). Cinder has no tags: volumes carry the same
@@ -61,6 +61,15 @@ def object_tags(owner: Owner, role: str, **extra: str | int) -> list[str]:
     return [check_tag(t) for t in tags]
 
 
+def metadata_tags(owner_uid: str, role: str, index: int) -> dict[str, str]:
+    """The tag pairs as Cinder metadata (Cinder has no tags)."""
+    return {
+        OWNER_PREFIX.rstrip(":"): owner_uid,
+        ROLE_PREFIX.rstrip(":"): role,
+        INDEX_PREFIX.rstrip(":"): str(index),
+    }
+
+
 def tag_value(tags: frozenset[str] | list[str], prefix: str) -> str | None:
     for tag in tags:
         if tag.startswith(prefix):
@@ -68,6 +77,16 @@ def tag_value(tags: frozenset[str] | list[str], prefix: str) -> str | None:
     return None
 
 
-def server_group_name(owner: Owner, policy: str) -> str:
-    """Nova server groups have no tags or metadata: the UID in the name is the owner key."""
-    return f"{owner.prefix}-{policy}-{owner.uid}"
+def server_group_name(prefix: str, policy: str, owner_uid: str) -> str:
+    """Nova server groups have no tags or metadata: the UID in the name is the owner key
+    (``owns_by_name`` is the other half of that rule)."""
+    return f"{prefix}-{policy}-{owner_uid}"
+
+
+def owns_by_name(name: str, owner_uid: str) -> bool:
+    return name.endswith("-" + owner_uid)
+
+
+def has_owner(tags: frozenset[str] | list[str]) -> bool:
+    """Whether any flexinfra owner tag is on the object (ours or another resource's)."""
+    return any(t.startswith(OWNER_PREFIX) for t in tags)

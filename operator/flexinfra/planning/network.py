@@ -1,0 +1,137 @@
+"""The network a kind's servers and load balancer live on: its own (network, subnet, router
+with a gateway on the external network) or an existing one it only joins."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from flexinfra.core.kinds import Kind, Verb
+from flexinfra.core.objects import CloudObject, Ref
+from flexinfra.planning.builder import PlanBuilder
+
+Id = str | Ref
+
+
+@dataclass(frozen=True)
+class NetworkIntent:
+    prefix: str
+    cidr: str | None
+    existing_network: str | None
+    external_network: str
+    dns_nameservers: tuple[str, ...] = ()
+    #: the owner's kind, as messages name it
+    owner_kind: str = "object"
+
+    @property
+    def network_name(self) -> str:
+        return f"{self.prefix}-net"
+
+    @property
+    def subnet_name(self) -> str:
+        return f"{self.prefix}-subnet"
+
+    @property
+    def router_name(self) -> str:
+        return f"{self.prefix}-router"
+
+
+@dataclass
+class NetworkObserved:
+    network: CloudObject | None = None
+    subnet: CloudObject | None = None
+    router: CloudObject | None = None
+    router_interface: CloudObject | None = None  # the router's port on our subnet
+    external_network_id: str | None = None
+    shared_network: CloudObject | None = None  # network.existingNetwork, resolved
+    shared_subnet: CloudObject | None = None
+    overlapping_subnets: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """Where servers and the load balancer VIP go; None parts: not known (spec invalid)."""
+
+    network_id: Id | None
+    subnet_id: Id | None
+    cidr: str | None
+
+
+def norm_cidr(cidr: str) -> str:
+    return str(ipaddress.ip_network(cidr, strict=False))
+
+
+def plan_network(b: PlanBuilder, i: NetworkIntent, o: NetworkObserved) -> Attachment:
+    b.know("network", o.network or o.shared_network)
+    b.know("subnet", o.subnet or o.shared_subnet)
+    if i.existing_network:
+        if o.shared_network is None:
+            b.invalid.append(
+                f"network.existingNetwork {i.existing_network!r} was not found in the project; "
+                "create it or fix the name"
+            )
+            return Attachment(None, None, None)
+        if o.shared_subnet is None:
+            b.invalid.append(f"network.existingNetwork {i.existing_network!r} has no IPv4 subnet")
+            return Attachment(o.shared_network.id, None, None)
+        return Attachment(o.shared_network.id, o.shared_subnet.id, o.shared_subnet.get("cidr"))
+    if not i.cidr:
+        b.invalid.append("set network.cidr (e.g. 10.20.1.0/24) or network.existingNetwork")
+        return Attachment(None, None, None)
+    if o.network is None:
+        network_id: Id = b.adopt_or_create(
+            Kind.NETWORK, i.network_name, "network", "missing", tags=b.tags("network")
+        )
+    else:
+        network_id = o.network.id
+    if o.subnet is None:
+        if o.overlapping_subnets:
+            b.invalid.append(
+                f"network.cidr {i.cidr} overlaps existing subnet(s) "
+                f"{', '.join(o.overlapping_subnets)}; choose a free range"
+            )
+        subnet_id: Id = b.adopt_or_create(
+            Kind.SUBNET, i.subnet_name, "subnet", "missing", network_id=network_id,
+            cidr=i.cidr, ip_version=4, dns_nameservers=list(i.dns_nameservers),
+            tags=b.tags("subnet"),
+        )
+    else:
+        subnet_id = o.subnet.id
+        if norm_cidr(o.subnet.get("cidr")) != norm_cidr(i.cidr):
+            b.invalid.append(
+                f"network.cidr changed from {o.subnet.get('cidr')} to {i.cidr}: a built subnet "
+                "cannot change range; put the old value back, or delete and re-create the "
+                f"{i.owner_kind}"
+            )
+        elif sorted(o.subnet.get("dns_nameservers") or []) != sorted(i.dns_nameservers):
+            b.add(Verb.UPDATE, Kind.SUBNET, i.subnet_name, "DNS servers differ", "subnet",
+                  o.subnet.id, dns_nameservers=list(i.dns_nameservers))
+    return Attachment(network_id, subnet_id, i.cidr)
+
+
+def plan_router(b: PlanBuilder, i: NetworkIntent, o: NetworkObserved, subnet_id: Id | None) -> None:
+    """Our own router, gateway on the external network; a shared network brings its own."""
+    b.know("router", o.router)
+    if i.existing_network:
+        return
+    if o.external_network_id is None:
+        b.invalid.append(
+            f"external network {i.external_network!r} not found; set network.externalNetwork "
+            "to one of the cloud's external networks"
+        )
+        return
+    gateway = {"network_id": o.external_network_id}
+    if o.router is None:
+        router_id: Id = b.adopt_or_create(
+            Kind.ROUTER, i.router_name, "router", "missing", external_gateway_info=gateway,
+            tags=b.tags("router"),
+        )
+    else:
+        router_id = o.router.id
+        current = (o.router.get("external_gateway_info") or {}).get("network_id")
+        if current != o.external_network_id:
+            b.add(Verb.UPDATE, Kind.ROUTER, i.router_name, "external gateway missing or changed",
+                  "router", o.router.id, external_gateway_info=gateway)
+    if subnet_id is not None and o.router_interface is None:
+        b.add(Verb.CREATE, Kind.ROUTER_INTERFACE, i.router_name, "subnet not attached to router",
+              "router_interface", router_id=router_id, subnet_id=subnet_id)
