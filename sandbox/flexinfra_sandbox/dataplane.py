@@ -12,12 +12,22 @@ Traffic must stay on this machine: the external network's range (203.0.113.0/24)
 it ever takes the default route; while the sandbox runs, the host's port on the external
 network (holding the range's gateway address) gives the range a more specific, connected
 route. ``up`` refuses to go on if the range would still leave the machine.
+
+One exception, found on these machines: their package registries (Debian, PyPI, npm) answer
+at an address *inside* that documentation range (``/etc/hosts`` and DNS map
+deb.debian.org, pypi.org... to it), reached through the default gateway. Owning the whole
+range would cut the machine off its packages (``make`` and CI install from them). So each
+address of the range that a registry name resolves to keeps a /32 route via the default
+gateway (installed before, and kept with, the unreachable route), and is taken out of the
+external subnet's allocation pools: no floating IP, VIP or router gateway can ever be given
+one, so no traffic meant for the cloud can reach it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -68,25 +78,89 @@ def route_leaves_machine(address: str) -> str | None:
     return p.stdout.strip() if via and via in default_gateways() else None
 
 
-def keep_external_range_local(cidr: str = EXTERNAL_CIDR) -> None:
-    """Install the ``unreachable`` route for the range (idempotent) and check every probe."""
+#: names of this machine's package registries (apt, pip, npm)
+REGISTRY_NAMES = (
+    "deb.debian.org", "security.debian.org", "pypi.org", "files.pythonhosted.org",
+    "registry.npmjs.org",
+)  # fmt: skip
+
+
+def _hosts_file_names() -> set[str]:
+    names: set[str] = set()
+    try:
+        for line in Path("/etc/hosts").read_text().splitlines():
+            parts = line.split("#", 1)[0].split()
+            names.update(parts[1:])
+    except OSError:
+        pass
+    return names
+
+
+def registry_addresses(cidr: str = EXTERNAL_CIDR) -> list[str]:
+    """Addresses of ``cidr`` that this machine's package registries resolve to (see the
+    module doc): they must keep leaving through the default gateway."""
+    net = ipaddress.ip_network(cidr)
+    found = set()
+    for name in {*REGISTRY_NAMES, *(n for n in _hosts_file_names() if "." in n)}:
+        try:
+            infos = socket.getaddrinfo(name, 443, socket.AF_INET, socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError):
+            continue
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0])
+            if address in net:
+                found.add(str(address))
+    return sorted(found, key=ipaddress.ip_address)
+
+
+def keep_external_range_local(cidr: str = EXTERNAL_CIDR) -> list[str]:
+    """Install the ``unreachable`` route for the range (idempotent), keep the registries'
+    addresses on the default route, and check that nothing else of the range leaves.
+    Returns the registries' addresses (to keep out of the allocation pools)."""
     net = str(ipaddress.ip_network(cidr))
+    registries = registry_addresses(cidr)
+    gateways = sorted(default_gateways())
+    if registries and gateways:
+        for address in registries:
+            _ip("-4", "route", "replace", f"{address}/32", "via", gateways[0])
     _ip("-4", "route", "replace", "unreachable", net, "metric", str(UNREACHABLE_METRIC))
-    leaks = [r for r in (route_leaves_machine(a) for a in PROBES) if r]
+    leaks = [r for r in (route_leaves_machine(a) for a in PROBES if a not in registries) if r]
     if leaks:
         raise SandboxError(
             f"{net} would leave this machine ({leaks[0]}): a more specific route sends it to "
             "the default gateway. Remove that route before starting the sandbox."
         )
+    return registries
+
+
+def allocation_pools(cidr: str, gateway: str, excluded: list[str]) -> list[dict[str, str]]:
+    """The external subnet's pools: the range minus its gateway, the first ten addresses
+    (kept for the host) and ``excluded`` (the registries). Pure."""
+    net = ipaddress.ip_network(cidr)
+    skip = {ipaddress.ip_address(a) for a in [gateway, *excluded]}
+    pools, start, last = [], None, None
+    for address in list(net.hosts())[9:]:
+        if address in skip:
+            if start is not None:
+                pools.append({"start": str(start), "end": str(last)})
+            start = None
+            continue
+        start = start or address
+        last = address
+    if start is not None:
+        pools.append({"start": str(start), "end": str(last)})
+    return pools
 
 
 def external_range_status(cidr: str = EXTERNAL_CIDR) -> str:
     """One line for `sandbox status`: where the external range goes."""
     net = str(ipaddress.ip_network(cidr))
     routes = _ip("-4", "route", "show", net, check=False).strip().splitlines()
-    leaks = [r for r in (route_leaves_machine(a) for a in PROBES) if r]
+    registries = registry_addresses(cidr)
+    leaks = [r for r in (route_leaves_machine(a) for a in PROBES if a not in registries) if r]
     where = "LEAVES THIS MACHINE: " + leaks[0] if leaks else "stays on this machine"
-    return f"{net}: {where} ({'; '.join(r.strip() for r in routes) or 'no route'})"
+    kept = f"; package registries at {', '.join(registries)} via the gateway" if registries else ""
+    return f"{net}: {where} ({'; '.join(r.strip() for r in routes) or 'no route'}{kept})"
 
 
 def write_sudo_shim(paths: SandboxPaths) -> Path:

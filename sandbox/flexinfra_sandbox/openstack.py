@@ -699,7 +699,7 @@ class _Stack:
     # --- the whole bring-up -------------------------------------------------------------------
     def up(self) -> None:
         t0 = time.monotonic()
-        dataplane.keep_external_range_local()
+        self.registries = dataplane.keep_external_range_local()
         self.infra()
         _log(f"MariaDB and RabbitMQ up ({time.monotonic() - t0:.0f}s)")
         files = self.write_configs()
@@ -735,7 +735,7 @@ class _Stack:
                 _write(self.ids_file, json.dumps(ids, indent=1) + "\n", mode=0o644)
                 self.ctx.ids = ids
                 _mark(self.paths, "resources")
-            boot.data_plane(admin, self.ctx)
+            boot.data_plane(admin, self.ctx, self.registries)
             octavia_sync.result()
         cfg = self.octavia_config()
         self.stop_pending()

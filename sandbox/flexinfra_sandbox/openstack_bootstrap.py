@@ -9,6 +9,7 @@ when complete so a warm ``up`` skips it.
 from __future__ import annotations
 
 import datetime
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -292,9 +293,12 @@ def resources(admin: openstack.connection.Connection, ctx: Ctx) -> dict[str, str
     }
 
 
-def data_plane(admin, ctx: Ctx) -> None:
+def data_plane(admin, ctx: Ctx, registries: list[str]) -> None:
     """Every `up`, idempotent: what the data plane needs from the cloud's own state.
 
+    * The external subnet's allocation pools leave out the addresses where this machine's
+      package registries answer (``dataplane.registry_addresses``): no floating IP, VIP or
+      router gateway may ever be one of them.
     * Octavia's management security group lets the controller (the host, at the network's
       gateway address) reach the amphora agent (TCP 9443) and ping; amphorae send heartbeats
       out, which the default egress rules allow.
@@ -304,6 +308,16 @@ def data_plane(admin, ctx: Ctx) -> None:
       it again (``plugins/.../ml2.py``).
     """
     net = admin.network
+    from flexinfra_sandbox import dataplane
+
+    for subnet in net.subnets(network_id=ctx.ids.get("public_net_id")):
+        pools = dataplane.allocation_pools(subnet.cidr, subnet.gateway_ip, registries)
+        if subnet.allocation_pools != pools:
+            try:
+                net.update_subnet(subnet, allocation_pools=pools)
+            except Exception as e:  # an address already given out: say so, keep going
+                print(f"sandbox/openstack: cannot narrow {subnet.cidr}'s pools to {pools}: {e}",
+                      file=sys.stderr)
     sg = net.find_security_group("lb-mgmt-sec-grp", project_id=ctx.ids.get("service_project_id"))
     if sg is not None:
         have = {(r.protocol, r.port_range_min, r.remote_ip_prefix)
