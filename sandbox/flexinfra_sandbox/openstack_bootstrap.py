@@ -312,7 +312,7 @@ def data_plane(admin, ctx: Ctx, registries: list[str]) -> None:
 
     for subnet in net.subnets(network_id=ctx.ids.get("public_net_id")):
         pools = dataplane.allocation_pools(subnet.cidr, subnet.gateway_ip, registries)
-        if subnet.allocation_pools != pools:
+        if sorted(subnet.allocation_pools or [], key=str) != sorted(pools, key=str):
             try:
                 net.update_subnet(subnet, allocation_pools=pools)
             except Exception as e:  # an address already given out: say so, keep going
