@@ -271,11 +271,14 @@ def ensure_netns(name: str) -> None:
 
 
 def host_route_conflict(cidr: str) -> str | None:
-    """A route of the host's own (not one of our links) that ``cidr`` overlaps, or None.
+    """A network the host is directly on (a connected route of a link not ours) that
+    ``cidr`` overlaps, or None.
 
     A tenant subnet such as the host's LAN would put an address of the host's LAN on one of
     our links and cut the machine off the network: such a subnet's VMs boot, but the host
-    gets no address on it (they are unreachable from the host).
+    gets no address on it (they are unreachable from the host). Routes *via* a gateway are
+    no conflict: a more specific one (the package registries' /32 inside the external range,
+    see ``dataplane.py``) keeps its few addresses going there, as intended.
     """
     net = ipaddress.ip_network(cidr, strict=False)
     if net.overlaps(ipaddress.ip_network("127.0.0.0/8")):
@@ -284,6 +287,8 @@ def host_route_conflict(cidr: str) -> str | None:
     for line in out.splitlines():
         parts = line.split()
         if not parts or parts[0] in ("default", "unreachable", "blackhole", "prohibit"):
+            continue
+        if "via" in parts:
             continue
         dev = parts[parts.index("dev") + 1] if "dev" in parts else ""
         if dev.startswith(LINK_PREFIXES):
