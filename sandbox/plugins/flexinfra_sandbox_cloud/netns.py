@@ -331,12 +331,19 @@ def _veth_to_bridge(host_end: str, peer: str, bridge: str, mtu: int, port_id: st
 
 
 def plug_vif(data_dir: Path, netns: str, vif: dict, primary: bool) -> None:
-    """Idempotent: veth pair, addresses, routes, bridge."""
+    """Idempotent: veth pair, addresses, routes, bridge.
+
+    The guest's side is configured when the NIC is new only: once plugged, it is the
+    guest's (an amphora's agent moves its VIP NIC into a namespace of its own), and a
+    hypervisor re-plugging after a restart does not touch it."""
     host, inner = veth_name(vif["port_id"]), vif["ifname"]
     with net_lock(data_dir):
         ensure_bridge(bridge_name(vif["network_id"]), vif["mtu"])
+        existed = link_exists(host)
         _veth_to_bridge(host, inner, bridge_name(vif["network_id"]), vif["mtu"],
                         vif["port_id"], peer_netns=netns)
+    if existed:
+        return
     ns = ["ip", "-n", netns]
     if vif.get("mac"):
         _run([*ns, "link", "set", inner, "address", vif["mac"]])
