@@ -546,7 +546,8 @@ class LoadBalancer:
         pid = self.c.new_id("pool", kw["name"])
         listener["default_pool_id"] = pid
         return self.c.put("pool", Res(
-            id=pid, provisioning_status="ACTIVE", listeners=[{"id": listener["id"]}],
+            id=pid, provisioning_status="ACTIVE", operating_status="ONLINE",
+            listeners=[{"id": listener["id"]}],
             loadbalancers=listener["load_balancers"], members=[], healthmonitor_id=None,
             project_id=PROJECT, **kw))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,6 +35,12 @@ class Settings(BaseSettings):
     )
     retry_delay: float = Field(default=5.0, ge=0.1, description="First retry delay (seconds).")
     retry_max_delay: float = Field(default=120.0, ge=1, description="Cap on retry backoff.")
+    member_health: Literal["required", "ignored"] = Field(
+        default="required",
+        description="required: a load balancer serves (Ready) only once its members are "
+        "ONLINE, as the cloud's health monitors report; ignored: for a cloud that reports no "
+        "member health, Ready from the API state of the servers and members.",
+    )
     peering: str | None = Field(
         default=None, description="kopf peering name; set when running more than one replica."
     )

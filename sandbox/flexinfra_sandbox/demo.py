@@ -10,9 +10,9 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 from flexinfra_sandbox import cli as sandbox
+from flexinfra_sandbox import traffic
 from flexinfra_sandbox.paths import REPO_ROOT, SandboxPaths
 from flexinfra_sandbox.supervisor import ServiceSpec, Supervisor, tail
 
@@ -83,6 +83,12 @@ def main() -> int:
             answer = _get(f"http://{server['address']}/")
             print(f"  {server['name']:<34} {server['availabilityZone'] or '-':<5} "
                   f"{server['address']:<15} -> {answer}")
+        if st.get("url"):
+            # the public URL: floating IP -> router -> VIP -> haproxy in the amphora -> servers
+            host = st["url"].split("//", 1)[-1].split("/", 1)[0]
+            print(f"  {st['url']} (route: {traffic.check_local(host)})")
+            result = traffic.Client(st["url"], count=12, interval=0.1, deadline=30).run()
+            print(f"  12 requests through the load balancer: {result.summary()}")
     print("\nexplore:  eval \"$(flexinfra sandbox env)\"; kubectl get flexinfra -A; "
           "kubectl describe website -n fixweb client-a")
     return 0
@@ -95,7 +101,7 @@ def _ready(site: dict) -> bool:
 
 def _get(url: str) -> str:
     try:
-        return urllib.request.urlopen(url, timeout=5).read().decode().strip().splitlines()[0]
+        return traffic.fetch(url)
     except Exception as e:
         return f"no answer ({e})"
 

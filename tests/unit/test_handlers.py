@@ -58,7 +58,7 @@ def cloud(monkeypatch):
     calls: list = []
     state = {"outcome": None, "raise": None}
 
-    def fake_reconcile(owner, spec, template, gateway):
+    def fake_reconcile(owner, spec, template, gateway, require_member_health=True):
         calls.append((owner, spec, template))
         if state["raise"]:
             raise state["raise"]
@@ -224,3 +224,24 @@ def test_servers_kept_in_error_show_as_degraded(cloud, events):
     again = run(applied(body(), patch))
     conds = {c["type"]: c for c in again["status"]["conditions"]}
     assert conds["Degraded"]["status"] == "False" and conds["Degraded"]["reason"] == "AsExpected"
+
+
+def test_degradation_is_an_event_once_and_recovery_another(cloud, events):
+    from flexinfra.core.plan import Problem
+
+    failing = ready_outcome()
+    failing.problems = [Problem(Reason.MEMBER_ERROR,
+                                "web-1 (10.0.0.6) fails the load balancer's health check")]
+    cloud["outcome"] = failing
+    patch = run(body())
+    warnings = [e for e in events if e[0] == "Warning"]
+    assert warnings == [("Warning", "MemberError",
+                         "web-1 (10.0.0.6) fails the load balancer's health check")]
+    events.clear()
+    again = run(applied(body(), patch), from_timer=True)  # still failing: no new Event
+    assert [e for e in events if e[0] == "Warning"] == []
+    cloud["outcome"] = ready_outcome()
+    run(applied(applied(body(), patch), again), from_timer=True)
+    assert ("Normal", "Recovered",
+            "no longer degraded (was: web-1 (10.0.0.6) fails the load balancer's health "
+            "check)") in events

@@ -291,15 +291,16 @@ class Gateway:
         otherwise pile up, one set per deleted object, for the life of the process."""
         self._stale_after.pop(owner_uid, None)
 
-    def members(self, pool: CloudObject) -> list[CloudObject]:
-        """Members of a pool; listed only when the pool's member IDs changed since last time.
+    def members(self, pool: CloudObject, refresh: bool = False) -> list[CloudObject]:
+        """Members of a pool; listed only when the pool's member IDs changed since last time
+        (or ``refresh``: their operating status is wanted, the pool not being ONLINE).
 
         Octavia has no tenant-wide member list, but every pool lists its member IDs, so an
-        idle tenant costs no member calls at all.
+        idle tenant whose pools are ONLINE costs no member calls at all.
         """
         ids = frozenset(m["id"] for m in pool.get("members") or [])
         cached = self._members.get(pool.id)
-        if cached is not None and cached[0] == ids:
+        if cached is not None and cached[0] == ids and not refresh:
             return cached[1]
         if not ids:
             self._members[pool.id] = (ids, [])

@@ -121,9 +121,19 @@ class Runner:
             raise kopf.TemporaryError(f"{marker} {outcome.message}", delay=delay)
 
     def post_events(self, body: kopf.Body, outcome: Outcome) -> None:
-        """What was done, as Normal Events; the condition's news once, when it changes."""
-        old_ready = next((c for c in parse_conditions(body.get("status")) if c.type == "Ready"),
-                         None)
+        """What was done, as Normal Events; the conditions' news once, when they change: a
+        Warning when something becomes degraded (a member fails its health check, a server
+        keeps failing), a Normal ``Recovered`` when it no longer is."""
+        old = {c.type: c for c in parse_conditions(body.get("status"))}
+        old_ready, old_degraded = old.get("Ready"), old.get("Degraded")
+        degraded = "; ".join(p.message for p in outcome.problems)
+        was_degraded = old_degraded is not None and old_degraded.status == "True"
+        if degraded and (not was_degraded or old_degraded.message != degraded):
+            kopf.event(body, type="Warning", reason=str(outcome.problems[0].reason),
+                       message=degraded)
+        elif not degraded and was_degraded:
+            kopf.event(body, type="Normal", reason=str(Reason.RECOVERED),
+                       message=f"no longer degraded (was: {old_degraded.message})")
         for reason, message in outcome.events:
             kopf.event(body, type="Normal", reason=reason, message=message)
         changed = old_ready is None or (old_ready.reason, old_ready.message) != (

@@ -55,7 +55,8 @@ def _template(template_index: kopf.Index, namespace: str, name: str) -> SiteTemp
 def reconcile_once(owner: Owner, spec: WebSiteSpec, template_index: kopf.Index) -> Outcome:
     template = _template(template_index, owner.namespace, spec.template)
     gateway = gateway_for(owner.namespace, spec.cloud.model_dump(by_alias=True))
-    return reconcile_website(owner, spec, template, gateway)
+    return reconcile_website(owner, spec, template, gateway,
+                             get_settings().member_health == "required")
 
 
 def website_status(body: kopf.Body, outcome: Outcome, conditions: list[Condition]) -> dict:

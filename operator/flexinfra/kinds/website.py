@@ -4,7 +4,9 @@
 * projection: ``project`` (the tenant snapshot -> ``ObservedSite``), pure;
 * lookups: pool members, image, flavor and zones (cached reads through the gateway);
 * planner: ``planning.website.plan_site``, a composition of the concern planners;
-* status: ``WebSiteResources``, the URL and the servers serving.
+* status: ``WebSiteResources``, the URL and the servers serving;
+* one step after the cloud part: ``serving``, Ready only once the load balancer's health
+  monitors report the members ONLINE (a site that exists but does not answer is not Ready).
 """
 
 from __future__ import annotations
@@ -18,13 +20,21 @@ from flexinfra.core.errors import InvalidSpec
 from flexinfra.core.hashing import content_hash
 from flexinfra.core.kinds import Kind
 from flexinfra.core.objects import CloudObject
-from flexinfra.core.plan import Plan, PlannedAction
+from flexinfra.core.plan import Plan, PlannedAction, Problem
+from flexinfra.core.reasons import Reason
 from flexinfra.core.tags import Owner
-from flexinfra.planning.load_balancer import HealthCheckIntent
+from flexinfra.planning.load_balancer import ONLINE, HealthCheckIntent, member_health
 from flexinfra.planning.servers import server_views
 from flexinfra.planning.website import ObservedSite, SiteIntent, plan_site
 from flexinfra.reconcile import projection as J
-from flexinfra.reconcile.driver import CloudKind, KindStatus, plan_only, reconcile
+from flexinfra.reconcile.driver import (
+    CloudKind,
+    Converged,
+    KindStatus,
+    StepResult,
+    plan_only,
+    reconcile,
+)
 from flexinfra.reconcile.executor import Execution
 from flexinfra.reconcile.outcome import Outcome
 from flexinfra.reconcile.teardown import TeardownOutcome, teardown
@@ -75,7 +85,8 @@ def _user_data(template: Any, volume_size_gb: int | None) -> str | None:
     return text
 
 
-def site_intent(owner: Owner, spec: Any, template: Any) -> SiteIntent:
+def site_intent(owner: Owner, spec: Any, template: Any,
+                require_member_health: bool = True) -> SiteIntent:
     lb = spec.load_balancer
     hc = lb.health_check
     anti_affinity = str(spec.anti_affinity)
@@ -110,6 +121,7 @@ def site_intent(owner: Owner, spec: Any, template: Any) -> SiteIntent:
         template_hash=template_hash(template, anti_affinity, bool(spec.storage.volume_size_gb)),
         domains=tuple(spec.domains),
         retained_tag=owner.retained_tag,
+        require_member_health=require_member_health,
     )
 
 
@@ -161,9 +173,11 @@ def project(snap: Snapshot, intent: SiteIntent) -> ObservedSite:
 
 
 def lookups(gateway: Gateway, intent: SiteIntent, obs: ObservedSite) -> None:
-    """Pool members (listed only when a pool's member IDs changed), image, flavor, zones."""
+    """Pool members (listed when a pool's member IDs changed, or, while the pool is not
+    ONLINE, for their health), image, flavor, zones."""
     for port, pool in obs.pools.items():
-        obs.members[port] = gateway.members(pool)
+        refresh = intent.require_member_health and pool.get("operating_status") != ONLINE
+        obs.members[port] = gateway.members(pool, refresh=refresh)
     obs.image_id = gateway.find_image_id(intent.image)
     flavor = gateway.find_flavor(intent.flavor)
     obs.flavor_id = flavor.id if flavor is not None else None
@@ -208,16 +222,62 @@ def resources(o: ObservedSite, created: dict[str, CloudObject]) -> WebSiteResour
     )
 
 
+# --- serving: the step after the cloud part -------------------------------------------------
+def serving(ctx: Converged) -> StepResult:
+    """Ready only when the site answers: every listener has members its health monitor
+    reports ONLINE, and no current server's member is still without a verdict. A member in
+    ERROR while others serve is Degraded (with an Event), not "not Ready"."""
+    intent: SiteIntent = ctx.intent
+    obs: ObservedSite = ctx.observed
+    if not intent.require_member_health or not obs.pools:
+        return StepResult(done=True)
+    health = member_health(obs.pools, obs.members)
+    views = {v.address: v.obj.name for v in server_views(obs.servers, obs.ports) if v.address}
+
+    def names(by_address) -> list[str]:
+        return sorted(f"{views.get(a, a)} ({a})" for a in by_address)
+
+    serving_count = sum(1 for a in views if health.serving(a))
+    check = intent.health_check
+    check_text = (f"{check.type} GET {check.path} expecting {check.expected_codes}"
+                  if check.type.upper() in ("HTTP", "HTTPS") else check.type)
+    problems = [Problem(Reason.MEMBER_ERROR,
+                        f"{n} fails the load balancer's health check ({check_text})")
+                for n in names(health.failing)]
+    url = f" at {ctx.status.url}" if ctx.status.url else ""
+    message = f"{serving_count}/{intent.replicas} servers serving{url}"
+    pending = [a for a in health.unknown if a in views]
+    if health.every_pool_serves and not pending:
+        return StepResult(done=True, problems=problems, ready_replicas=serving_count,
+                          ready_message=message)
+    if pending:
+        return StepResult(
+            done=False, reason=Reason.WAITING_FOR_HEALTH, requeue_after=2.0,
+            problems=problems, ready_replicas=serving_count,
+            message=f"{message}; waiting for the health checks of {', '.join(names(pending))} "
+            "(operating status not ONLINE yet; a cloud that reports no member health needs "
+            "FLEXINFRA_MEMBER_HEALTH=ignored)",
+        )
+    return StepResult(
+        done=False, reason=Reason.NOT_SERVING, requeue_after=5.0, problems=problems,
+        ready_replicas=serving_count,
+        message=f"no server passes the load balancer's health check ({check_text}) on every "
+        "port: check that the template's boot script serves it",
+    )
+
+
 # --- the kind ----------------------------------------------------------------------------------
 class WebSiteKind(CloudKind[SiteIntent, ObservedSite]):
     name = "WebSite"
+    steps = (serving,)
 
-    def intent(self, owner: Owner, spec: Any, template: Any = None, **_: Any) -> SiteIntent:
+    def intent(self, owner: Owner, spec: Any, template: Any = None,
+               require_member_health: bool = True, **_: Any) -> SiteIntent:
         if template is None:
             raise InvalidSpec(
                 f"SiteTemplate {spec.template!r} not found: create it or fix spec.template"
             )
-        intent = site_intent(owner, spec, template)
+        intent = site_intent(owner, spec, template, require_member_health)
         problems = spec_problems(intent)
         if problems:
             raise InvalidSpec("; ".join(problems))
@@ -243,9 +303,11 @@ class WebSiteKind(CloudKind[SiteIntent, ObservedSite]):
 WEBSITE = WebSiteKind()
 
 
-def reconcile_website(owner: Owner, spec: Any, template: Any, gateway: Gateway) -> Outcome:
+def reconcile_website(owner: Owner, spec: Any, template: Any, gateway: Gateway,
+                      require_member_health: bool = True) -> Outcome:
     """One bounded pass for one WebSite (see ``reconcile.driver``)."""
-    return reconcile(WEBSITE, owner, spec, gateway, template=template)
+    return reconcile(WEBSITE, owner, spec, gateway, template=template,
+                     require_member_health=require_member_health)
 
 
 def plan_website(owner: Owner, spec: Any, template: Any, gateway: Gateway) -> list[PlannedAction]:

@@ -217,3 +217,52 @@ def plan_member_options(
                 b.add(Verb.UPDATE, Kind.MEMBER, member.name,
                       "member options changed: " + ", ".join(sorted(diff)), None, member.id,
                       pool_id=pool.id, **diff)
+
+
+# --- member health: does the load balancer serve? ------------------------------------------
+#: Octavia's member/pool operating statuses, as the health manager reports them
+ONLINE, ERROR, DEGRADED = "ONLINE", "ERROR", "DEGRADED"
+
+
+@dataclass(frozen=True)
+class MemberHealth:
+    """What the health monitors say, per member address, over every pool of one LB.
+
+    Octavia reports a member ONLINE (its checks pass), ERROR (they fail), NO_MONITOR (no
+    monitor), OFFLINE (admin down, or no health data yet: a new member, or a cloud without a
+    health manager). A pool ONLINE means every member is; its members then need not be
+    listed one by one.
+    """
+
+    #: address -> the ports (pools) where it is ONLINE / in ERROR / anything else
+    online: Mapping[str, frozenset[int]]
+    failing: Mapping[str, frozenset[int]]
+    unknown: Mapping[str, frozenset[int]]
+    ports: frozenset[int]
+
+    def serving(self, address: str) -> bool:
+        """Every pool of the LB sends this address traffic."""
+        return bool(self.ports) and self.online.get(address, frozenset()) == self.ports
+
+    @property
+    def every_pool_serves(self) -> bool:
+        """Each pool has at least one ONLINE member: the URL answers on every port."""
+        served = set().union(*self.online.values()) if self.online else set()
+        return served >= self.ports
+
+
+def member_health(pools: Mapping[int, CloudObject],
+                  members: Mapping[int, list[CloudObject]]) -> MemberHealth:
+    """Pure: member statuses by address. A pool reported ONLINE vouches for its members even
+    when their own listing (cached by member IDs) is older."""
+    online: dict[str, set[int]] = {}
+    failing: dict[str, set[int]] = {}
+    unknown: dict[str, set[int]] = {}
+    for port, pool in pools.items():
+        pool_online = pool.get("operating_status") == ONLINE
+        for m in members.get(port, []):
+            status = ONLINE if pool_online else m.get("operating_status")
+            bucket = online if status == ONLINE else failing if status == ERROR else unknown
+            bucket.setdefault(m.get("address"), set()).add(port)
+    freeze = lambda d: {a: frozenset(p) for a, p in d.items()}  # noqa: E731
+    return MemberHealth(freeze(online), freeze(failing), freeze(unknown), frozenset(pools))

@@ -62,6 +62,8 @@ class SiteIntent:
     template_hash: str
     domains: tuple[str, ...] = ()
     retained_tag: str = ""  # on a floating IP released with publicIP.retain
+    #: Ready waits for the LB members to be ONLINE (FLEXINFRA_MEMBER_HEALTH=required)
+    require_member_health: bool = True
 
     @property
     def server_group_policy(self) -> str:

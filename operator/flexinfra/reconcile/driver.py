@@ -71,6 +71,8 @@ class Converged(Generic[I, O]):
     intent: I
     observed: O
     status: KindStatus
+    #: for a step's own cloud reads (a server's state, a reboot); its agents are its own
+    gateway: Gateway | None = None
 
 
 @dataclass
@@ -82,6 +84,10 @@ class StepResult:
     events: list[tuple[str, str]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # the Degraded condition
     status: dict[str, Any] = field(default_factory=dict)  # more status fields (camelCase)
+    #: overrides of the cloud part's figures once this step has looked (e.g. only servers
+    #: whose load balancer members are ONLINE count as serving)
+    ready_replicas: int | None = None
+    ready_message: str | None = None
 
 
 Step = Callable[[Converged], StepResult]
@@ -169,7 +175,12 @@ def reconcile(kind: CloudKind, owner: Owner, spec: Any, gateway: Gateway,
     status = kind.status(intent, observed, plan, execution)
     if busy:
         return _progress(plan, execution, status)
-    return _after_cloud(kind, Converged(owner, intent, observed, status), plan)
+    out = _after_cloud(kind, Converged(owner, intent, observed, status, gateway), plan)
+    if not out.ready:
+        # a step waits on the cloud too (health checks, an agent's node): its next pass
+        # must see what moves by itself listed anew, not a 30 s old snapshot
+        gateway.invalidate(owner.uid, WAITING_KINDS)
+    return out
 
 
 def _progress(plan: Plan, execution: Execution, status: KindStatus) -> Outcome:
@@ -205,6 +216,10 @@ def _after_cloud(kind: CloudKind, ctx: Converged, plan: Plan) -> Outcome:
         out.events += result.events
         out.problems += result.problems
         out.status.update(result.status)
+        if result.ready_replicas is not None:
+            out.ready_replicas = result.ready_replicas
+        if result.ready_message is not None:
+            out.message = result.ready_message
         if not result.done:
             out.ready = False
             out.reason = result.reason or Reason.PROGRESSING
