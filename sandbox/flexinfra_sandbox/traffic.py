@@ -69,12 +69,14 @@ class Client:
         self.url, self.count, self.interval = url, count, interval
         self.timeout, self.deadline = timeout, deadline
         self.result = Result()
+        #: time.monotonic() of the first request (failures are timed from it)
+        self.started: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         check_local(urllib.parse.urlsplit(url).hostname or "")
 
     def run(self) -> Result:
-        t0 = time.monotonic()
+        t0 = self.started = time.monotonic()
         for _ in range(self.count):
             if self._stop.is_set() or time.monotonic() - t0 > self.deadline:
                 break
