@@ -18,6 +18,7 @@ import contextlib
 import os
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
@@ -27,6 +28,7 @@ import openstack.config
 import openstack.connection
 import pytest
 
+from flexinfra_sandbox import traffic
 from flexinfra_sandbox.paths import SandboxPaths
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(600)]
@@ -48,8 +50,14 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def _local(url: str) -> None:
+    """Nothing is sent to an address that would leave this machine."""
+    traffic.check_local(urllib.parse.urlsplit(url).hostname or "")
+
+
 def http_get(url: str, timeout: float = 30.0, expect: str | None = None) -> str:
     """GET until it answers (and contains ``expect``) or ``timeout`` passes."""
+    _local(url)
     deadline = time.monotonic() + timeout
     last: Exception | str | None = None
     while time.monotonic() < deadline:
@@ -66,6 +74,7 @@ def http_get(url: str, timeout: float = 30.0, expect: str | None = None) -> str:
 
 
 def http_refused(url: str) -> bool:
+    _local(url)
     try:
         urllib.request.urlopen(url, timeout=2)
     except (urllib.error.URLError, OSError):
@@ -149,7 +158,25 @@ class Cloud:
         )  # fmt: skip
         return sg
 
+    def reachable_group(self):
+        """A security group that lets the tests reach what a VM serves (TCP 80, 8080, 9000)
+        and ping it: security groups are enforced, and the default group lets nothing in
+        from outside it. One per scratch area."""
+        if getattr(self, "_open_sg", None) is None:
+            sg = self.conn.network.create_security_group(name=self.name("reach"))
+            self.defer("security group reach", lambda: self.conn.network.delete_security_group(sg))
+            for proto, port in (("tcp", 80), ("tcp", 8080), ("tcp", 9000), ("icmp", None)):
+                self.conn.network.create_security_group_rule(
+                    security_group_id=sg.id, direction="ingress", ethertype="IPv4",
+                    protocol=proto, port_range_min=port, port_range_max=port,
+                    remote_ip_prefix="0.0.0.0/0",
+                )  # fmt: skip
+            self._open_sg = sg
+        return self._open_sg
+
     def server(self, net, user_data: str, what: str = "vm", **kw):
+        if "security_groups" not in kw:
+            kw["security_groups"] = [{"name": self.reachable_group().name}]
         image = self.conn.image.find_image("cirros")
         flavor = self.conn.compute.find_flavor("m1.tiny")
         assert image is not None and flavor is not None, "sandbox image/flavor missing"

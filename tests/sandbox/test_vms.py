@@ -211,6 +211,8 @@ nohup python3 -m http.server 80 >/dev/null 2>&1 &
     made.append(vm)
     t0 = time.monotonic()
     net.ensure_network(vm)
+    # the host reaches the VM through a port of its own on the network (no Neutron here)
+    net.plug_host_port(data, vif["network_id"], ["10.199.39.2/24"], 1450)
     launcher = net.start(vm)
     assert http_get("http://10.199.39.5/", timeout=10).strip() == "plumb"
     assert time.monotonic() - t0 < 5
@@ -230,6 +232,7 @@ nohup python3 -m http.server 80 >/dev/null 2>&1 &
     assert launcher.wait(5) == 0
     assert not net.is_running(vm)
     net.destroy(vm)
+    net.unplug_host_port(data, vif["network_id"])
     made.clear()
     assert not vm.dir.exists()
     assert f"fxvm-{uid}" not in vms.leftovers(PATHS)["netns"]

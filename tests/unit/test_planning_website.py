@@ -629,3 +629,35 @@ def test_error_server_of_an_old_template_is_replaced_not_blocked():
     converge(tenant, new)
     (server,) = tenant.objs["server"].values()
     assert server.status == "ACTIVE" and T.tag_value(server.tags, T.TEMPLATE_PREFIX) == "bbbb"
+
+
+def test_a_port_whose_tagging_was_lost_and_that_a_server_took_is_adopted():
+    """A crash between a port's create and its tagging, then a server made with it: the
+    port is attached (so no free orphan) and untagged; it is still the site's, found by
+    name and device, and tagged (else teardown would leave it and its subnet behind)."""
+    from flexinfra.cloud.gateway import Snapshot
+    from flexinfra.core.kinds import Kind
+    from flexinfra.reconcile.projection import attached_port_orphans
+
+    it = intent()
+    server = CloudObject("server", "srv-0", f"{it.prefix}-web-0", "ACTIVE",
+                         frozenset({T.OWNER_PREFIX + UID, f"{T.INDEX_PREFIX}0"}), {})
+    lost = CloudObject("port", "port-0", server.name, "ACTIVE", frozenset(),
+                       {"device_id": "srv-0", "device_owner": "compute:az1"})
+    someone_elses = CloudObject("port", "port-x", server.name, "ACTIVE", frozenset(),
+                                {"device_id": "srv-other", "device_owner": "compute:az1"})
+    snap = Snapshot(objects={Kind.PORT: [lost, someone_elses], Kind.SERVER: [server]})
+    found = attached_port_orphans(snap, {Kind.SERVER: [server]}, it.fleet.server_prefix)
+    assert found == {0: lost}
+
+    tenant = FakeTenant()
+    for _ in range(8):
+        plan, _ = P.plan_site(it, tenant.observe(it))
+        tenant.apply(plan)
+        tenant.settle()
+    observed = tenant.observe(it)
+    port0 = observed.ports[0]
+    observed.ports[0] = replace(port0, tags=frozenset())
+    plan, _ = P.plan_site(it, observed)
+    tags = [a for a in plan.actions if a.verb == "tag" and a.target_id == port0.id]
+    assert tags and T.OWNER_PREFIX + UID in tags[0].params["tags"], plan.actions

@@ -99,6 +99,9 @@ class _FleetPlanner:
         self.fleet = Fleet()
         for index, port in o.ports.items():
             b.know(f"port:{index}", port)
+            if not T.has_owner(port.tags):
+                self.tag_port(port, index, [], "ours by name and attached to our server, "
+                              "untagged (its tagging call was lost): adopted")
 
     def run(self, at: Attachment, sg_id: Id, group_id: Id) -> Fleet:
         i, o, b = self.i, self.o, self.b

@@ -69,6 +69,24 @@ def port_orphans(snap: Snapshot, name_prefix: str) -> dict[str, CloudObject]:
             if p.name.startswith(name_prefix) and is_orphan(p, p.name)}
 
 
+def attached_port_orphans(snap: Snapshot, owned: Owned, name_prefix: str) -> dict[int, CloudObject]:
+    """Untagged ports named after one of the owner's servers and attached to it, by the
+    server's index: a create whose tagging call was lost (a crash between the two), whose
+    port a server then took before a pass saw it. No longer free, so not an orphan to adopt
+    for a new server; still ours, to tag (and to delete at teardown)."""
+    servers = {s.id: s for s in owned.get(Kind.SERVER, [])}
+    found = {}
+    for port in snap.of(Kind.PORT):
+        server = servers.get(port.get("device_id") or "")
+        if (server is None or T.has_owner(port.tags) or port.name != server.name
+                or not port.name.startswith(name_prefix)):
+            continue
+        index = index_of(server)
+        if index is not None:
+            found[index] = port
+    return found
+
+
 def find_network(snap: Snapshot, name_or_id: str, external: bool = False) -> CloudObject | None:
     for net in snap.of(Kind.NETWORK):
         if name_or_id in (net.id, net.name) and (not external or net.get("is_router_external")):
