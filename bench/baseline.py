@@ -93,6 +93,12 @@ def build_site(conn: openstack.connection.Connection, name: str, cidr: str,
     fip = conn.network.create_ip(floating_network_id=public.id, port_id=lb.vip_port_id,
                                  description=f"{name}-fip")
     made.update(servers=[s.id for s in servers], fip=fip.id)
+    # done = serving, as the operator's Ready: the health monitor reports every member ONLINE
+    deadline = time.monotonic() + 300
+    while not all(m.operating_status == "ONLINE"
+                  for m in patient(lambda: list(conn.load_balancer.members(pool)))):
+        assert time.monotonic() < deadline, f"{name}: members not ONLINE after 300 s"
+        time.sleep(0.5)
     made["seconds"] = time.monotonic() - t0
     return made
 
