@@ -52,6 +52,7 @@ sandbox-status: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/dataplane.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -40,23 +40,20 @@ def ready_site(kube, namespace, name, servers: int):
     return wait_for(ok, 360, f"{servers} server(s) and Ready")
 
 
-def test_public_url_serves_through_rolls_scale_down_and_a_dead_server(kube, namespace, operator):
+def serving_scenario(kube, namespace: str, name: str, cidr: str) -> dict[str, traffic.Result]:
+    """A two-server site; a bounded client on its public URL through: just Ready, a rolling
+    template change, a scale-down, a web process killed. Returns each case's result (the
+    killed case's ``late``: failures after the health monitor's window). Used by the test
+    below and by ``bench/dataplane.py``."""
     kube.apply(template(namespace, "web", "v1"))
-    name = unique("serve")
-    kube.apply(website(namespace, name, "10.20.11.0/24", replicas=2,
+    kube.apply(website(namespace, name, cidr, replicas=2,
                        loadBalancer={"ports": [80], "healthCheck": CHECK}))
     obj = ready_site(kube, namespace, name, 2)
     url = obj["status"]["url"]
     print(f"{url}: {traffic.check_local(url.split('//')[1].rstrip('/'))}")
-    cases = {}
+    cases: dict[str, traffic.Result] = {}
+    cases["just Ready"] = traffic.Client(url, count=20, interval=0.05, deadline=30).run()
 
-    # Ready means serving: the URL answers at once, from every server
-    first = traffic.Client(url, count=20, interval=0.05, deadline=30).run()
-    cases["just Ready"] = first
-    assert first.failed == 0 and len(first.answers) == 2, first.summary()
-    assert all(a.startswith("v1 ") for a in first.answers)
-
-    # a rolling template change: surge one, drain, replace; nobody notices
     client = traffic.Client(url, count=5000, interval=0.2, timeout=3, deadline=540).start()
     kube.apply(template(namespace, "web", "v2"))
 
@@ -69,18 +66,14 @@ def test_public_url_serves_through_rolls_scale_down_and_a_dead_server(kube, name
             a.startswith("v2 ") for a in probe.answers) and probe.failed == 0
     wait_for(rolled, 480, "rolled to v2 and serving it", every=2)
     time.sleep(3)
-    cases["rolling template change"] = roll = client.stop()
-    assert roll.failed == 0, f"{roll.summary()}; failures: {roll.failures[:5]}"
+    cases["rolling template change"] = client.stop()
 
-    # scale down: members drained before their servers go
     client = traffic.Client(url, count=3000, interval=0.2, timeout=3, deadline=360).start()
     kube.patch("websites", namespace, name, {"spec": {"replicas": 1}})
     ready_site(kube, namespace, name, 1)
     time.sleep(3)
-    cases["scale down 2 -> 1"] = down = client.stop()
-    assert down.failed == 0, f"{down.summary()}; failures: {down.failures[:5]}"
+    cases["scale down 2 -> 1"] = client.stop()
 
-    # a server's web process dies: haproxy stops sending to it within the window
     kube.patch("websites", namespace, name, {"spec": {"replicas": 2}})
     obj = ready_site(kube, namespace, name, 2)
     wait_for(lambda: len(traffic.Client(url, count=10, interval=0.05).run().answers) == 2, 60,
@@ -91,9 +84,27 @@ def test_public_url_serves_through_rolls_scale_down_and_a_dead_server(kube, name
     killed_at = time.monotonic() - client.started
     kill_web(victim["id"])
     time.sleep(WINDOW + 6)
-    cases["a server's web process killed"] = dead = client.stop()
-    late = [f for f in dead.failures if f[0] > killed_at + WINDOW]
-    assert not late, f"failures after the {WINDOW}s window: {late}"
+    dead = client.stop()
+    dead.late = [f for f in dead.failures if f[0] > killed_at + WINDOW]  # type: ignore[attr-defined]
+    dead.victim = victim["name"]  # type: ignore[attr-defined]
+    cases["a server's web process killed"] = dead
+    for case, result in cases.items():
+        print(f"{case:<32} {result.failed}/{result.total} failed")
+    return cases
+
+
+def test_public_url_serves_through_rolls_scale_down_and_a_dead_server(kube, namespace, operator):
+    name = unique("serve")
+    cases = serving_scenario(kube, namespace, name, "10.20.11.0/24")
+    first = cases["just Ready"]
+    assert first.failed == 0 and len(first.answers) == 2, first.summary()
+    assert all(a.startswith("v1 ") for a in first.answers)
+    for case in ("rolling template change", "scale down 2 -> 1"):
+        result = cases[case]
+        assert result.failed == 0, f"{case}: {result.summary()}; {result.failures[:5]}"
+    dead = cases["a server's web process killed"]
+    assert not dead.late, f"failures after the {WINDOW}s window: {dead.late}"
+
     # the operator notices on its next pass: Degraded, a Warning Event naming the server
     def degraded():
         o = kube.get("websites", namespace, name)
@@ -102,7 +113,4 @@ def test_public_url_serves_through_rolls_scale_down_and_a_dead_server(kube, name
             and c["Ready"]["status"] == "True" and o
     wait_for(degraded, 90, "Degraded with MemberError", every=2)
     events = [e for e in kube.events(namespace, name) if e["reason"] == "MemberError"]
-    assert events and victim["name"] in events[-1]["message"], events
-
-    for case, result in cases.items():
-        print(f"{case:<32} {result.failed}/{result.total} failed")
+    assert events and dead.victim in events[-1]["message"], events
