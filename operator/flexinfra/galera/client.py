@@ -17,6 +17,7 @@ import json
 import os
 import ssl
 import tempfile
+from urllib.parse import quote
 
 from flexinfra.galera.credentials import ClusterCredentials
 
@@ -122,9 +123,9 @@ class AgentClient:
         return self._call("POST", "/v1/pc-bootstrap", {"wait": wait}, timeout=wait + 30.0)
 
     def ensure_database(self, name: str, user: str, password: str, host: str = "%") -> dict:
-        return self._call("PUT", f"/v1/databases/{name}",
+        return self._call("PUT", f"/v1/databases/{quote(name, safe='')}",
                           {"user": user, "password": password, "host": host}, timeout=30.0)
 
     def drop_database(self, name: str, user: str, host: str = "%") -> dict:
-        return self._call("DELETE", f"/v1/databases/{name}", {"user": user, "host": host},
+        return self._call("DELETE", f"/v1/databases/{quote(name, safe='')}", {"user": user, "host": host},
                           timeout=30.0)
