@@ -127,5 +127,5 @@ class AgentClient:
                           {"user": user, "password": password, "host": host}, timeout=30.0)
 
     def drop_database(self, name: str, user: str, host: str = "%") -> dict:
-        return self._call("DELETE", f"/v1/databases/{quote(name, safe='')}", {"user": user, "host": host},
-                          timeout=30.0)
+        return self._call("DELETE", f"/v1/databases/{quote(name, safe='')}",
+                          {"user": user, "host": host}, timeout=30.0)
