@@ -27,6 +27,7 @@ class Driver:
                                                              non_primary_grace=2))
     in_flight: str | None = None
     log: list[str] = field(default_factory=list)
+    actions: list[tuple[d.Action, d.ClusterObs]] = field(default_factory=list)
     first_seen: dict[str, float] = field(default_factory=dict)
 
     def node(self, name: str) -> Node:
@@ -48,9 +49,11 @@ class Driver:
                             bootstrap_in_flight=self.in_flight, created=self.created)
 
     def step(self) -> d.Decision:
-        decision = d.decide(self.observe())
+        obs = self.observe()
+        decision = d.decide(obs)
         for a in decision.actions:
             self.log.append(a.describe())
+            self.actions.append((a, obs))
             self.execute(a)
         return decision
 

@@ -240,13 +240,16 @@ def test_full_outage_recovers_from_highest_seqno(lab, driver):
     assert set(decision.actions[0].nodes) == {"db-0", "db-1", "db-2"}
     driver.run_until(driver.healthy, 180, "3 Synced after the full outage")
     TIMINGS["full_outage_to_3_synced_s"] = round(time.monotonic() - t0, 1)
-    boot = [a for a in driver.log if a.startswith("BootstrapFrom")]
-    assert len(boot) == 1, driver.log
-    recovered = {}
-    for n in lab.nodes:
-        # the positions the decision was made on are in its evidence; re-read them here from
-        # the agents' error logs (every node ran --wsrep-recover once since its kill)
-        recovered[n.name] = n.status()["wsrep"]["last_committed"]
+    boots = [(a, obs) for a, obs in driver.actions if isinstance(a, d.BootstrapFrom)]
+    assert len(boots) == 1, driver.log
+    boot, obs = boots[0]
+    # the decision was taken on every node's recovered position, and chose the highest
+    recovered = {n.name: n.recovered for n in obs.nodes}
+    assert all(p is not None for p in recovered.values()), recovered
+    assert boot.position == recovered[boot.node]
+    assert all(boot.position.seqno >= p.seqno for p in recovered.values()), recovered
+    TIMINGS["full_outage_recovered_seqnos"] = {k: p.seqno for k, p in recovered.items()}
+    print("full outage decisions:\n  " + "\n  ".join(driver.log[-12:]))
     assert_rows_everywhere(lab, acked)
     assert_no_reversed_history(lab)
     TIMINGS["full_outage_rows_acked_total"] = len(acked)

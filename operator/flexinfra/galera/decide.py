@@ -262,12 +262,13 @@ def classify(n: NodeObs, policy: Policy) -> Kind:
 
 
 def known_position(n: NodeObs) -> Position | None:
-    """The node's last committed position, when some evidence gives it."""
-    if n.recovered is not None:
-        return n.recovered
+    """The node's last committed position, when some evidence gives it: a running node's live
+    wsrep position, else the one ``--wsrep-recover`` found, else a clean grastate.dat."""
     if n.agent_reachable and n.mariadbd_running and n.cluster_state_uuid \
             and n.last_committed is not None and n.cluster_status is not None:
         return Position(n.cluster_state_uuid, n.last_committed)
+    if n.recovered is not None:
+        return n.recovered
     if n.grastate is not None and n.grastate.seqno >= 0:
         return Position(n.grastate.uuid, n.grastate.seqno)
     if n.agent_reachable and n.datadir_initialised is False:
@@ -469,12 +470,11 @@ class _Ctx:
             return [Wait(evidence=self.ev(), reason=(
                 f"{', '.join(s.name for s in young)} non-Primary for less than {grace:.0f}s: "
                 "Galera may still be forming a component"))]
-        best = max(survivors, key=lambda s: (s.last_committed if s.last_committed is not None
-                                             else -1, _neg(s.name)))
-        best_pos = known_position(best)
-        if best_pos is None:
+        if any(known_position(s) is None for s in survivors):
             return [Wait(evidence=self.ev(), reason="survivors report no committed position "
                          "yet")]
+        best = max(survivors, key=lambda s: (known_position(s).seqno, _neg(s.name)))
+        best_pos = known_position(best)
         conflict = self._history_conflict(best_pos)
         if conflict:
             return [conflict]
