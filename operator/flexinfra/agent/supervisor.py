@@ -241,7 +241,7 @@ class Supervisor:
         now = time.time()
         if now < self.next_attempt:
             return
-        if self.cfg.data_mount and not os.path.ismount(self.cfg.data_mount):
+        if self.cfg.data_mount and not is_mountpoint(self.cfg.data_mount):
             self.rejoin_note = f"data volume not mounted at {self.cfg.data_mount}"
             self.next_attempt = now + 5
             return
@@ -294,7 +294,7 @@ class Supervisor:
             self._op.release()
 
     def _require_volume(self) -> None:
-        if self.cfg.data_mount and not os.path.ismount(self.cfg.data_mount):
+        if self.cfg.data_mount and not is_mountpoint(self.cfg.data_mount):
             raise OpError(409, f"data volume is not mounted at {self.cfg.data_mount}")
 
     def _require_stopped(self, what: str) -> None:
@@ -510,7 +510,7 @@ class Supervisor:
                     "last_exit": self.last_exit, "auto_starts": self.auto_starts,
                 },
                 "datadir_initialised": mariadb.datadir_initialised(self.paths.datadir),
-                "data_mounted": (os.path.ismount(self.cfg.data_mount)
+                "data_mounted": (is_mountpoint(self.cfg.data_mount)
                                  if self.cfg.data_mount else None),
                 "grastate": gs.as_dict() if gs else None,
                 "recovered": self.recovered,
@@ -521,6 +521,22 @@ class Supervisor:
                             "failures": self.failures}
                            if self.state["desired"] == MEMBER and not running else None),
             }
+
+
+def is_mountpoint(path: str) -> bool:
+    """Whether ``path`` is a mount point, bind mounts included (``os.path.ismount`` misses a
+    bind mount from the same filesystem, which is what the sandbox's volumes are)."""
+    want = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                mp = line.split()[4]
+                mp = mp.encode().decode("unicode_escape") if "\\" in mp else mp
+                if mp == want:
+                    return True
+    except OSError:
+        return os.path.ismount(path)
+    return False
 
 
 def _is_our_mariadbd(pid: int, defaults_file: str) -> bool:
