@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("-f", "--filename", required=True)
     plan.add_argument("--cloud", default=None, help="cloud name in clouds.yaml (default: OS_CLOUD)")
 
+    # parsed by the agent itself (see main): listed here for --help
+    sub.add_parser("agent", help="run the Galera node agent (on a database node)",
+                   add_help=False)
+
     sb = sub.add_parser("sandbox", help="the local OpenStack + kube-apiserver test ground")
     sbs = sb.add_subparsers(dest="sandbox_cmd", required=True)
     sbs.add_parser("up", help="install (cached) and start everything; a second run starts nothing")
@@ -37,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["agent"]:
+        from flexinfra.agent.main import main as agent_main
+
+        return agent_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.cmd == "version":
         print(__version__)

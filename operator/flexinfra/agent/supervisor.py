@@ -214,7 +214,38 @@ class Supervisor:
         if self.running():
             self._refresh_wsrep()
         elif self.state["desired"] == MEMBER and not self._op.locked():
+            self._maybe_recover()
             self._maybe_rejoin()
+
+    def _maybe_recover(self) -> None:
+        """After a crash, learn the position at once (``--wsrep-recover`` reads the datadir only;
+        nothing changes it while mariadbd is down): the joiner start needs it, and after a full
+        outage the operator finds every position already in the status."""
+        if self.recovered is not None or self.failures > 3:
+            return
+        if self.cfg.data_mount and not is_mountpoint(self.cfg.data_mount):
+            return
+        if not mariadb.datadir_initialised(self.paths.datadir):
+            return
+        gs = mariadb.read_grastate(self.paths.datadir)
+        if gs is not None and gs.seqno >= 0:
+            return      # a clean shutdown: grastate.dat holds the position
+        if not self._op.acquire(blocking=False):
+            return
+        try:
+            self.operation = "auto-recover"
+            uuid, seqno = mariadb.wsrep_recover(self.cfg.mariadbd, self.cfg.defaults_file,
+                                                self.cfg.run_as, self.cfg.recover_timeout)
+            with self._mu:
+                self.recovered = {"uuid": uuid, "seqno": seqno, "at": time.time()}
+            log.info("recovered position %s:%d after mariadbd's exit", uuid, seqno)
+        except (MariaDBError, OSError) as e:
+            log.error("--wsrep-recover after exit failed: %s", e)
+            with self._mu:
+                self.failures += 1
+        finally:
+            self.operation = None
+            self._op.release()
 
     def _refresh_wsrep(self) -> None:
         try:
