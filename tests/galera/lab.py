@@ -52,6 +52,25 @@ def cleanup_leftovers() -> None:
         _ip("link", "del", BRIDGE, check=False)
 
 
+def make_network(nodes) -> None:
+    """The bridge (host at 10.250.0.1) and one namespace + veth per node."""
+    cleanup_leftovers()
+    _ip("link", "add", BRIDGE, "type", "bridge")
+    _ip("addr", "add", f"{HOST_ADDR}/{SUBNET_PREFIX}", "dev", BRIDGE)
+    _ip("link", "set", BRIDGE, "up")
+    for n in nodes:
+        host_end, vm_end = f"{PREFIX}v{n.index}", f"{PREFIX}p{n.index}"
+        _ip("netns", "add", n.netns)
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", vm_end)
+        _ip("link", "set", host_end, "master", BRIDGE)
+        _ip("link", "set", host_end, "up")
+        _ip("link", "set", vm_end, "netns", n.netns)
+        _ip("-n", n.netns, "link", "set", vm_end, "name", "eth0")
+        _ip("-n", n.netns, "addr", "add", f"{n.address}/{SUBNET_PREFIX}", "dev", "eth0")
+        _ip("-n", n.netns, "link", "set", "eth0", "up")
+        _ip("-n", n.netns, "link", "set", "lo", "up")
+
+
 @dataclass
 class Node:
     name: str
@@ -89,21 +108,7 @@ class Lab:
 
     # --- network ------------------------------------------------------------------------
     def _network(self) -> None:
-        cleanup_leftovers()
-        _ip("link", "add", BRIDGE, "type", "bridge")
-        _ip("addr", "add", f"{HOST_ADDR}/{SUBNET_PREFIX}", "dev", BRIDGE)
-        _ip("link", "set", BRIDGE, "up")
-        for n in self.nodes:
-            host_end, vm_end = f"{PREFIX}v{n.index}", f"{PREFIX}p{n.index}"
-            _ip("netns", "add", n.netns)
-            _ip("link", "add", host_end, "type", "veth", "peer", "name", vm_end)
-            _ip("link", "set", host_end, "master", BRIDGE)
-            _ip("link", "set", host_end, "up")
-            _ip("link", "set", vm_end, "netns", n.netns)
-            _ip("-n", n.netns, "link", "set", vm_end, "name", "eth0")
-            _ip("-n", n.netns, "addr", "add", f"{n.address}/{SUBNET_PREFIX}", "dev", "eth0")
-            _ip("-n", n.netns, "link", "set", "eth0", "up")
-            _ip("-n", n.netns, "link", "set", "lo", "up")
+        make_network(self.nodes)
 
     # --- nodes --------------------------------------------------------------------------
     def start(self, settings: tuple[tuple[str, str], ...] = ()) -> Lab:

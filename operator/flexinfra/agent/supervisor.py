@@ -151,6 +151,13 @@ class Supervisor:
                 os.chown(d, uid, gid)
         os.makedirs(self.cfg.state_dir, mode=0o700, exist_ok=True)
 
+    def _wsrep_recover(self) -> tuple[str, int]:
+        # mariadbd --wsrep-recover binds its unix socket before it recovers: /run/mysqld must
+        # exist (a fresh tmpfs after every reboot)
+        self._prepare_dirs()
+        return mariadb.wsrep_recover(self.cfg.mariadbd, self.cfg.defaults_file,
+                                     self.cfg.run_as, self.cfg.recover_timeout)
+
     def _spawn(self, mode: str, args: list[str], reason: str) -> None:
         self._prepare_dirs()
         cmd = [self.cfg.mariadbd, f"--defaults-file={self.cfg.defaults_file}",
@@ -234,8 +241,7 @@ class Supervisor:
             return
         try:
             self.operation = "auto-recover"
-            uuid, seqno = mariadb.wsrep_recover(self.cfg.mariadbd, self.cfg.defaults_file,
-                                                self.cfg.run_as, self.cfg.recover_timeout)
+            uuid, seqno = self._wsrep_recover()
             with self._mu:
                 self.recovered = {"uuid": uuid, "seqno": seqno, "at": time.time()}
             log.info("recovered position %s:%d after mariadbd's exit", uuid, seqno)
@@ -348,8 +354,7 @@ class Supervisor:
                 raise OpError(409, "datadir is empty: nothing to recover")
             t0 = time.monotonic()
             try:
-                uuid, seqno = mariadb.wsrep_recover(self.cfg.mariadbd, self.cfg.defaults_file,
-                                                    self.cfg.run_as, self.cfg.recover_timeout)
+                uuid, seqno = self._wsrep_recover()
             except MariaDBError as e:
                 raise OpError(500, str(e)) from e
             with self._mu:
@@ -379,10 +384,7 @@ class Supervisor:
             if not (gs and gs.seqno >= 0 and gs.uuid != ZERO_UUID):
                 pos = self.recovered
                 if pos is None:
-                    uuid, seqno = mariadb.wsrep_recover(self.cfg.mariadbd,
-                                                        self.cfg.defaults_file,
-                                                        self.cfg.run_as,
-                                                        self.cfg.recover_timeout)
+                    uuid, seqno = self._wsrep_recover()
                     pos = {"uuid": uuid, "seqno": seqno}
                 if pos["uuid"] != ZERO_UUID and pos["seqno"] >= 0:
                     args.append(f"--wsrep_start_position={pos['uuid']}:{pos['seqno']}")
@@ -419,8 +421,7 @@ class Supervisor:
             if own is None and self.recovered:
                 own = (self.recovered["uuid"], self.recovered["seqno"])
             if own is None:
-                own = mariadb.wsrep_recover(self.cfg.mariadbd, self.cfg.defaults_file,
-                                            self.cfg.run_as, self.cfg.recover_timeout)
+                own = self._wsrep_recover()
             if own != (uuid.lower(), seqno):
                 raise OpError(409, f"this node's position is {own[0]}:{own[1]}, not the "
                               f"{uuid}:{seqno} the bootstrap was decided on",
