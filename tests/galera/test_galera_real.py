@@ -182,6 +182,32 @@ def test_kill9_non_writer_heals_without_operator(lab, driver):
     test_kill9_non_writer_heals_without_operator.acked = w.acked
 
 
+def test_kill9_writer_moves_the_writer(lab, driver):
+    """The operator's part of a writer failure: ``SetWriter`` to a Synced node (the load
+    balancer's health check does the same on its own), the agent brings the old writer back."""
+    acked = list(getattr(test_kill9_non_writer_heals_without_operator, "acked", []))
+    old = driver.writer
+    with RowWriter(driver, start_id=50_000) as w:
+        w.wait_rows(50)
+        t0 = time.monotonic()
+        kill9(driver.node(old))
+        driver.run_until(lambda dec: driver.writer != old, 30, "a new writer")
+        TIMINGS["kill9_writer_to_set_writer_s"] = round(time.monotonic() - t0, 1)
+        n_before = len(w.acked)
+        lab.wait(lambda: len(w.acked) > n_before, 30, "a commit on the new writer")
+        TIMINGS["kill9_writer_to_first_commit_s"] = round(time.monotonic() - t0, 1)
+        driver.run_until(driver.healthy, 90, "3 Synced again")
+        TIMINGS["kill9_writer_to_3_synced_s"] = round(time.monotonic() - t0, 1)
+        w.wait_rows(50)
+    set_writer = next(a for a, _ in reversed(driver.actions) if isinstance(a, d.SetWriter))
+    assert set_writer.node == driver.writer
+    assert old in set_writer.evidence and "stopped" in set_writer.evidence[old]
+    assert health(driver.node(old)) == 200
+    acked += w.acked
+    assert_rows_everywhere(lab, acked)
+    test_kill9_non_writer_heals_without_operator.acked = acked
+
+
 def test_two_killed_survivor_pc_bootstrap(lab, driver):
     survivor = driver.node(driver.writer)
     others = [n for n in lab.nodes if n is not survivor]
