@@ -124,6 +124,12 @@ def test_repairs_outside_the_primary_component(node, expected):
         assert dec.actions[0].keep_volume is node.volume_intact
 
 
+def test_stopped_node_whose_agent_rejoins_is_left_to_it():
+    node = NodeObs(**{**stopped("db-2").__dict__, "agent_rejoins": True})
+    dec = run(primary("db-0", size=2), primary("db-1", size=2), node)
+    assert kinds(dec) == [("Wait", "db-2")]
+
+
 def test_suspect_agent_is_given_time():
     dec = run(primary("db-0", size=2), primary("db-1", size=2), silent("db-2", 5))
     assert kinds(dec) == [("Wait", None)]
@@ -336,7 +342,9 @@ def test_from_agent_status():
     n = NodeObs.from_agent_status("db-0", ACTIVE, status, volume_intact=True)
     assert n.cluster_status == "Primary" and n.cluster_status_for == 12.5
     assert n.last_committed == 7 and n.grastate == GraState(U, -1, False)
-    assert n.volume_intact is True and n.agent_reachable
+    assert n.volume_intact is True and n.agent_reachable and not n.agent_rejoins
+    down_member = {**status, "desired": "member", "mariadbd": {"running": False}}
+    assert NodeObs.from_agent_status("db-0", ACTIVE, down_member).agent_rejoins
 
 
 # --- properties ---------------------------------------------------------------------------------
