@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit sandbox-test lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
+.PHONY: demo test unit galera-test sandbox-test lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
 
 # The operator's own venv (the OpenStack services get their own, cached, from `sandbox up`).
 $(STAMP): pyproject.toml
@@ -20,14 +20,20 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m flexinfra.demo
 
-## make test: lint, unit tests, then the sandbox (brought up if needed) and the tests that need it
-test: lint unit sandbox-test
+## make test: lint, unit tests, real Galera in fxgt-* namespaces, then the sandbox (brought up
+## if needed) and the tests that need it
+test: lint unit galera-test sandbox-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not sandbox and not e2e" -q
+	$(BIN)/pytest -m "not sandbox and not e2e and not galera" -q
+
+# the node agent and decide() on real MariaDB + galera-4 (root; ~2 min; no sandbox needed)
+galera-test: $(STAMP)
+	bash sandbox/install-packages.sh
+	$(BIN)/pytest -m galera -q
 
 sandbox-test: $(STAMP)
 	$(BIN)/flexinfra sandbox up
