@@ -23,7 +23,8 @@ from cryptography import x509
 from flexinfra.agent import mariadb, peers
 from flexinfra.agent.bundle import build_zipapp, slim
 from flexinfra.agent.config import AgentConfig
-from flexinfra.agent.supervisor import Supervisor, is_mountpoint
+from flexinfra.agent.process import is_mountpoint
+from flexinfra.agent.supervisor import Supervisor
 from flexinfra.galera.client import AgentClient, AgentError, AgentUnreachable, client_context
 from flexinfra.galera.credentials import ClusterCredentials, san_of
 from flexinfra.galera.mycnf import GaleraNodeConfig, ServerLayout, render_my_cnf

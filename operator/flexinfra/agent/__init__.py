@@ -6,9 +6,10 @@ access to install anything. It must therefore import nothing from the rest of fl
 (relative imports only: inside the zipapp the package is called ``flexinfra_agent``).
 
 Modules: ``config`` (the JSON file user_data writes), ``mariadb`` (grastate.dat, my.cnf,
-``--wsrep-recover``, the local client), ``supervisor`` (desired state, mariadbd's lifecycle and
-restart policy), ``peers`` (what the other nodes' agents say), ``server`` (the mTLS + token
-control API and the plain-HTTP health port), ``main`` (the command line).
+``--wsrep-recover``, the local client), ``process`` (running mariadbd), ``supervisor``
+(desired state, restart policy, the operations), ``peers`` (what the other nodes' agents
+say), ``server`` (the mTLS + token control API and the plain-HTTP health port), ``main`` (the
+command line).
 """
 
 AGENT_VERSION = "1"

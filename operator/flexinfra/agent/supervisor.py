@@ -31,8 +31,6 @@ import contextlib
 import json
 import logging
 import os
-import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +38,7 @@ from collections.abc import Callable
 from . import mariadb, peers
 from .config import AgentConfig
 from .mariadb import ZERO_UUID, MariaDBError, ServerPaths
+from .process import Mariadbd, is_mountpoint
 
 log = logging.getLogger("flexinfra.agent")
 
@@ -67,10 +66,7 @@ class Supervisor:
         self._mu = threading.RLock()      # guards the fields below
         self._op = threading.Lock()       # one operation at a time (API or automatic)
         self.operation: str | None = None
-        self.proc: subprocess.Popen | None = None
-        self.pid: int | None = None
-        self.mode: str | None = None
-        self.started_at: float | None = None
+        self.db = Mariadbd(cfg, self.paths)
         self.last_exit: dict | None = None
         self.recovered: dict | None = None
         self.wsrep: dict | None = None
@@ -84,7 +80,6 @@ class Supervisor:
         self.auto_starts = 0
         self._stop = threading.Event()
         self.state = self._load_state()
-        self._adopt_running()
 
     # --- persisted desired state ----------------------------------------------------------
     @property
@@ -116,76 +111,24 @@ class Supervisor:
         log.info("desired state -> %s (%s)", desired, reason)
 
     # --- mariadbd process -------------------------------------------------------------------
-    def _adopt_running(self) -> None:
-        """After an agent restart, find the mariadbd it had started (via the pid file)."""
-        try:
-            with open(self.paths.pid_file) as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
-            return
-        if _is_our_mariadbd(pid, self.cfg.defaults_file):
-            self.pid, self.mode, self.started_at = pid, "adopted", time.time()
-            log.info("adopted running mariadbd pid %d", pid)
-
     def running(self) -> bool:
-        with self._mu:
-            if self.proc is not None:
-                return self.proc.poll() is None
-            return self.pid is not None and _is_our_mariadbd(self.pid, self.cfg.defaults_file)
-
-    def _prepare_dirs(self) -> None:
-        """Socket, pid, log and tmp directories owned by mariadbd's user (``/run`` is a fresh
-        tmpfs at every boot, ``/var/log`` starts empty in a VM). Shared system directories
-        are left as they are."""
-        dirs = {os.path.dirname(self.paths.socket), os.path.dirname(self.paths.pid_file),
-                self.paths.datadir}
-        if self.paths.log_error:
-            dirs.add(os.path.dirname(self.paths.log_error))
-        if self.paths.tmpdir:
-            dirs.add(self.paths.tmpdir)
-        uid, gid = _user_ids(self.cfg.run_as)
-        for d in sorted(dirs - _SHARED_DIRS):
-            os.makedirs(d, mode=0o750 if d == self.paths.datadir else 0o755, exist_ok=True)
-            st = os.stat(d)
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                os.chown(d, uid, gid)
-        os.makedirs(self.cfg.state_dir, mode=0o700, exist_ok=True)
-
-    def _wsrep_recover(self) -> tuple[str, int]:
-        # mariadbd --wsrep-recover binds its unix socket before it recovers: /run/mysqld must
-        # exist (a fresh tmpfs after every reboot)
-        self._prepare_dirs()
-        return mariadb.wsrep_recover(self.cfg.mariadbd, self.cfg.defaults_file,
-                                     self.cfg.run_as, self.cfg.recover_timeout)
+        return self.db.running()
 
     def _spawn(self, mode: str, args: list[str], reason: str) -> None:
-        self._prepare_dirs()
-        cmd = [self.cfg.mariadbd, f"--defaults-file={self.cfg.defaults_file}",
-               f"--user={self.cfg.run_as}", *args, *self.cfg.extra_args]
-        out = open(os.path.join(self.cfg.state_dir, "mariadbd.out"), "ab")  # noqa: SIM115
-        try:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    close_fds=True, env=_server_env())
-        finally:
-            out.close()
+        pid = self.db.spawn(mode, args)
         with self._mu:
-            self.proc, self.pid, self.mode = proc, proc.pid, mode
-            self.started_at = time.time()
             self.recovered = None          # stale as soon as the server runs again
             self.wsrep, self.synced_since = None, None
-        log.info("started mariadbd pid %d as %s: %s (%s)", proc.pid, mode,
-                 " ".join(args) or "-", reason)
+        log.info("started mariadbd pid %d as %s: %s (%s)", pid, mode, " ".join(args) or "-",
+                 reason)
 
-    def _on_exit(self, code: int | None) -> None:
+    def _on_exit(self, code: int | None, mode: str | None, ran: float) -> None:
         now = time.time()
         with self._mu:
-            ran = now - (self.started_at or now)
             was_healthy = (self.synced_since is not None
                            and now - self.synced_since >= self.cfg.healthy_after)
-            self.last_exit = {"code": code, "at": now, "mode": self.mode,
+            self.last_exit = {"code": code, "at": now, "mode": mode,
                               "ran_seconds": round(ran, 1)}
-            self.proc = self.pid = self.mode = self.started_at = None
             self.wsrep, self.synced_since, self.cluster_status_since = None, None, None
             if self.state["desired"] == MEMBER:
                 self.failures = 0 if was_healthy else self.failures + 1
@@ -210,14 +153,9 @@ class Supervisor:
         self._stop.set()
 
     def tick(self) -> None:
-        with self._mu:
-            proc, pid = self.proc, self.pid
-        if proc is not None:
-            code = proc.poll()
-            if code is not None:
-                self._on_exit(code)
-        elif pid is not None and not _is_our_mariadbd(pid, self.cfg.defaults_file):
-            self._on_exit(None)
+        ended = self.db.poll_exit()
+        if ended is not None:
+            self._on_exit(*ended)
         if self.running():
             self._refresh_wsrep()
         elif self.state["desired"] == MEMBER and not self._op.locked():
@@ -241,7 +179,7 @@ class Supervisor:
             return
         try:
             self.operation = "auto-recover"
-            uuid, seqno = self._wsrep_recover()
+            uuid, seqno = self.db.recover()
             with self._mu:
                 self.recovered = {"uuid": uuid, "seqno": seqno, "at": time.time()}
             log.info("recovered position %s:%d after mariadbd's exit", uuid, seqno)
@@ -337,7 +275,7 @@ class Supervisor:
     def _require_stopped(self, what: str) -> None:
         if self.running():
             raise OpError(409, f"{what} needs mariadbd stopped; it is running "
-                          f"(pid {self.pid}, {self.mode})")
+                          f"(pid {self.db.pid}, {self.db.mode})")
 
     def _refuse_if_peer_primary(self, what: str) -> None:
         primary = peers.primary_peers(self._survey())
@@ -354,7 +292,7 @@ class Supervisor:
                 raise OpError(409, "datadir is empty: nothing to recover")
             t0 = time.monotonic()
             try:
-                uuid, seqno = self._wsrep_recover()
+                uuid, seqno = self.db.recover()
             except MariaDBError as e:
                 raise OpError(500, str(e)) from e
             with self._mu:
@@ -365,18 +303,16 @@ class Supervisor:
     def start_joiner(self) -> dict:
         with self.operation_lock("start-joiner"):
             if self.running():
-                return {"started": False, "message": f"mariadbd already running ({self.mode})"}
+                return {"started": False, "message": f"mariadbd already running ({self.db.mode})"}
             self._start_joiner("operator asked for a joiner start")
             return {"started": True, "mode": "joiner"}
 
     def _start_joiner(self, reason: str) -> None:
         self._require_volume()
         args: list[str] = []
-        self._prepare_dirs()
         if not mariadb.datadir_initialised(self.paths.datadir):
             self.operation = f"{self.operation}: install-db"
-            mariadb.install_db(self.cfg.install_db, self.cfg.defaults_file, self.paths.datadir,
-                               self.cfg.run_as)
+            self.db.install_db()
             log.info("initialised empty datadir %s (a joiner: SST will fill it)",
                      self.paths.datadir)
         else:
@@ -384,7 +320,7 @@ class Supervisor:
             if not (gs and gs.seqno >= 0 and gs.uuid != ZERO_UUID):
                 pos = self.recovered
                 if pos is None:
-                    uuid, seqno = self._wsrep_recover()
+                    uuid, seqno = self.db.recover()
                     pos = {"uuid": uuid, "seqno": seqno}
                 if pos["uuid"] != ZERO_UUID and pos["seqno"] >= 0:
                     args.append(f"--wsrep_start_position={pos['uuid']}:{pos['seqno']}")
@@ -401,10 +337,8 @@ class Supervisor:
                               " a new cluster would discard it; bootstrap from its position",
                               grastate=gs.as_dict())
             self._refuse_if_peer_primary("a new-cluster bootstrap")
-            self._prepare_dirs()
             if not mariadb.datadir_initialised(self.paths.datadir):
-                mariadb.install_db(self.cfg.install_db, self.cfg.defaults_file,
-                                   self.paths.datadir, self.cfg.run_as)
+                self.db.install_db()
             self._set_desired(MEMBER, "operator bootstrapped a new cluster here")
             self._spawn("new-cluster", ["--wsrep-new-cluster"], "new cluster")
         return self._wait_outcome(wait, "new-cluster")
@@ -421,7 +355,7 @@ class Supervisor:
             if own is None and self.recovered:
                 own = (self.recovered["uuid"], self.recovered["seqno"])
             if own is None:
-                own = self._wsrep_recover()
+                own = self.db.recover()
             if own != (uuid.lower(), seqno):
                 raise OpError(409, f"this node's position is {own[0]}:{own[1]}, not the "
                               f"{uuid}:{seqno} the bootstrap was decided on",
@@ -459,19 +393,19 @@ class Supervisor:
     def stop(self) -> dict:
         with self.operation_lock("stop"):
             self._set_desired(STOPPED, "operator asked for a stop")
-            with self._mu:
-                proc, pid = self.proc, self.pid
-            if pid is None or not self.running():
+            if not self.running():
                 return {"stopped": True, "was_running": False}
-            os.kill(pid, signal.SIGTERM)
+            self.db.terminate()
             deadline = time.monotonic() + self.cfg.stop_timeout
             while self.running() and time.monotonic() < deadline:
                 time.sleep(0.2)
             if self.running():
                 raise OpError(504, f"mariadbd still running {self.cfg.stop_timeout:.0f}s "
                               "after SIGTERM")
-            code = proc.poll() if proc is not None else None
-            self._on_exit(code)
+            ended = self.db.poll_exit()
+            code = ended[0] if ended else None
+            if ended is not None:
+                self._on_exit(*ended)
             log.info("mariadbd stopped cleanly (code %s)", code)
             return {"stopped": True, "was_running": True, "code": code}
 
@@ -507,7 +441,7 @@ class Supervisor:
             self.tick()
             with self._mu:
                 w = self.wsrep
-                alive = self.proc is not None or self.pid is not None
+            alive = self.running()
             if mariadb.is_synced_primary(w):
                 return {"started": True, "mode": what, "synced": True}
             if not alive:
@@ -537,8 +471,9 @@ class Supervisor:
                 "desired": self.state["desired"],
                 "operation": self.operation,
                 "mariadbd": {
-                    "running": running, "pid": self.pid if running else None,
-                    "mode": self.mode if running else None, "started_at": self.started_at,
+                    "running": running, "pid": self.db.pid if running else None,
+                    "mode": self.db.mode if running else None,
+                    "started_at": self.db.started_at,
                     "last_exit": self.last_exit, "auto_starts": self.auto_starts,
                 },
                 "datadir_initialised": mariadb.datadir_initialised(self.paths.datadir),
@@ -553,49 +488,3 @@ class Supervisor:
                             "failures": self.failures}
                            if self.state["desired"] == MEMBER and not running else None),
             }
-
-
-def is_mountpoint(path: str) -> bool:
-    """Whether ``path`` is a mount point, bind mounts included (``os.path.ismount`` misses a
-    bind mount from the same filesystem, which is what the sandbox's volumes are)."""
-    want = os.path.realpath(path)
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                mp = line.split()[4]
-                mp = mp.encode().decode("unicode_escape") if "\\" in mp else mp
-                if mp == want:
-                    return True
-    except OSError:
-        return os.path.ismount(path)
-    return False
-
-
-def _is_our_mariadbd(pid: int, defaults_file: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    if state in ("Z", "X"):
-        return False
-    return (bool(argv) and os.path.basename(argv[0]).startswith(b"mariadbd")
-            and f"--defaults-file={defaults_file}".encode() in argv)
-
-
-_SHARED_DIRS = {"/", "/tmp", "/var/tmp", "/run", "/var/run", "/var/log", "/var/lib"}
-
-
-def _user_ids(user: str) -> tuple[int, int]:
-    import pwd
-
-    pw = pwd.getpwnam(user)
-    return pw.pw_uid, pw.pw_gid
-
-
-def _server_env() -> dict[str, str]:
-    """mariadbd and its SST scripts need a sane PATH (rsync, socat, ip, mariadb-backup)."""
-    return {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8"}
