@@ -271,6 +271,18 @@ def test_full_outage_recovers_from_highest_seqno(lab, driver):
     assert (again["uuid"], again["seqno"]) == (auto["uuid"], auto["seqno"])
     decision = d.decide(driver.observe())
     assert [type(a) for a in decision.actions] == [d.BootstrapFrom], decision.reason
+    chosen = decision.actions[0]
+    target = driver.node(chosen.node)
+    # the agent's own guards, on real data: a position that is not the node's is refused, and
+    # so is a bootstrap over safe_to_bootstrap: 0 that was not asked to set it
+    with pytest.raises(AgentError) as e:
+        target.client.start_bootstrap(chosen.position.uuid, chosen.position.seqno + 1, True)
+    assert e.value.status == 409 and "position" in e.value.message
+    if chosen.set_safe_to_bootstrap:
+        with pytest.raises(AgentError) as e:
+            target.client.start_bootstrap(chosen.position.uuid, chosen.position.seqno, False)
+        assert e.value.status == 409 and "safe_to_bootstrap" in e.value.message
+    assert not any(n.status()["mariadbd"]["running"] for n in lab.nodes)
     driver.run_until(driver.healthy, 180, "3 Synced after the full outage")
     TIMINGS["full_outage_to_3_synced_s"] = round(time.monotonic() - t0, 1)
     boots = [(a, obs) for a, obs in driver.actions if isinstance(a, d.BootstrapFrom)]
@@ -287,6 +299,27 @@ def test_full_outage_recovers_from_highest_seqno(lab, driver):
     assert_rows_everywhere(lab, acked)
     assert_no_reversed_history(lab)
     TIMINGS["full_outage_rows_acked_total"] = len(acked)
+
+
+def test_stopped_node_cannot_bootstrap_beside_a_primary(lab, driver):
+    """A clean stop, a bootstrap attempt the agent refuses (its peers are Primary), and an
+    explicit joiner start that brings it back."""
+    n = next(x for x in lab.nodes if x.name != driver.writer)
+    assert n.client.stop()["was_running"] is True
+    st = n.status()
+    assert st["desired"] == "stopped" and st["grastate"]["seqno"] >= 0   # clean: grastate
+    time.sleep(2)
+    assert not n.status()["mariadbd"]["running"], "a stopped node is not restarted"
+    gs = st["grastate"]
+    with pytest.raises(AgentError) as e:
+        n.client.start_bootstrap(gs["uuid"], gs["seqno"], True)
+    assert e.value.status == 409 and "report Primary" in e.value.message
+    with pytest.raises(AgentError) as e:
+        n.client.pc_bootstrap()
+    assert e.value.status == 409
+    decision = d.decide(driver.observe())
+    assert [(type(a), a.node) for a in decision.actions] == [(d.StartJoiner, n.name)]
+    driver.run_until(driver.healthy, 60, "the stopped node back")
 
 
 def test_refuses_second_bootstrap_and_bad_requests(lab, driver):
