@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import ssl
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -205,6 +206,43 @@ def test_kill9_writer_moves_the_writer(lab, driver):
     assert health(driver.node(old)) == 200
     acked += w.acked
     assert_rows_everywhere(lab, acked)
+    test_kill9_non_writer_heals_without_operator.acked = acked
+
+
+def test_partitioned_writer_is_replaced_and_heals_by_ist(lab, driver):
+    """The writer's link goes down (its veth on the bridge): the majority keeps the Primary
+    component, ``decide`` moves the writer, the cut-off node goes non-Primary and refuses
+    writes; once the link is back it catches up by IST. Nobody bootstraps anything."""
+    acked = list(getattr(test_kill9_non_writer_heals_without_operator, "acked", []))
+    old = driver.node(driver.writer)
+    first_action = len(driver.actions)
+    saved = driver.policy
+    driver.policy = d.Policy(node_failure_timeout=120, non_primary_grace=2)
+    link = f"fxgtv{old.index}"
+    try:
+        with RowWriter(driver, start_id=70_000) as w:
+            w.wait_rows(50)
+            t0 = time.monotonic()
+            subprocess.run(["ip", "link", "set", link, "down"], check=True)
+            driver.run_until(lambda dec: driver.writer != old.name, 30, "a new writer")
+            n_before = len(w.acked)
+            lab.wait(lambda: len(w.acked) > n_before, 30, "a commit on the new writer")
+            TIMINGS["partition_writer_to_first_commit_s"] = round(time.monotonic() - t0, 1)
+            time.sleep(3)
+            subprocess.run(["ip", "link", "set", link, "up"], check=True)
+            t1 = time.monotonic()
+            driver.run_until(driver.healthy, 90, "the cut-off node Synced again")
+            TIMINGS["partition_heal_to_3_synced_s"] = round(time.monotonic() - t1, 1)
+            w.wait_rows(50)
+    finally:
+        subprocess.run(["ip", "link", "set", link, "up"], check=False)
+        driver.policy = saved
+    assert not any(isinstance(a, d.BOOTSTRAPS) for a, _ in driver.actions[first_action:])
+    log = old.error_log.read_text(errors="replace")
+    assert "non-Primary" in log or "NON_PRIM" in log
+    acked += w.acked
+    assert_rows_everywhere(lab, acked)
+    assert_no_reversed_history(lab)
     test_kill9_non_writer_heals_without_operator.acked = acked
 
 
