@@ -153,14 +153,22 @@ class Supervisor:
         self._stop.set()
 
     def tick(self) -> None:
+        """One supervision step: observe, then apply the restart policy."""
+        if self._observe():
+            return
+        if self.state["desired"] == MEMBER and not self._op.locked():
+            self._maybe_recover()
+            self._maybe_rejoin()
+
+    def _observe(self) -> bool:
+        """Notice an exit, refresh the wsrep status; True when mariadbd runs."""
         ended = self.db.poll_exit()
         if ended is not None:
             self._on_exit(*ended)
         if self.running():
             self._refresh_wsrep()
-        elif self.state["desired"] == MEMBER and not self._op.locked():
-            self._maybe_recover()
-            self._maybe_rejoin()
+            return True
+        return False
 
     def _maybe_recover(self) -> None:
         """After a crash, learn the position at once (``--wsrep-recover`` reads the datadir only;
@@ -438,7 +446,7 @@ class Supervisor:
     def _wait_outcome(self, wait: float, what: str) -> dict:
         deadline = time.monotonic() + max(0.0, min(wait, 600.0))
         while True:
-            self.tick()
+            self._observe()
             with self._mu:
                 w = self.wsrep
             alive = self.running()
