@@ -211,3 +211,26 @@ def test_health_follows_the_wsrep_status(node):
     assert st["wsrep"]["cluster_size"] == 3 and st["healthy"]
     sup.wsrep_at -= 60          # a stale reading is not health
     assert not sup.healthy()
+
+
+def test_sql_errors_never_carry_the_password(node, tmp_path):
+    sup, _, status, _ = node
+    status.write_text("wsrep_cluster_status\tPrimary\nwsrep_local_state_comment\tSynced\n"
+                      "wsrep_ready\tON\n")
+    password = "Secret0123456789-abcdef"
+    # a client that answers the status query, and fails the database SQL quoting it back
+    client = _script(tmp_path / "mariadb-failing", f"""\
+        sql=$(cat)
+        case "$sql" in
+          *SHOW*) cat {status} ;;
+          *) echo "ERROR 1064 (42000) at line 2: syntax error near 'IDENTIFIED BY \
+'{password}' x'" >&2; exit 1 ;;
+        esac
+        """)
+    object.__setattr__(sup.cfg, "client", client)
+    sup.start_joiner()
+    sup.tick()
+    with pytest.raises(OpError) as e:
+        sup.ensure_database("client_a", "client_a", password, "%")
+    assert e.value.status == 500 and "ERROR 1064" in e.value.message
+    assert password not in e.value.message and password not in str(e.value.details)

@@ -33,6 +33,7 @@ import logging
 import re
 import socket
 import ssl
+import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -58,6 +59,7 @@ class _TLSServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+    max_connections = 32    # a client that never finishes its handshake holds one for 30 s
 
     def __init__(self, addr, handler, ctx: ssl.SSLContext, supervisor: Supervisor,
                  token: str):
@@ -65,6 +67,21 @@ class _TLSServer(ThreadingHTTPServer):
         self.ctx = ctx
         self.supervisor = supervisor
         self.token_digest = hashlib.sha256(token.encode()).digest()
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            log.warning("refused a connection from %s: %d already open", client_address[0],
+                        self.max_connections)
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def finish_request(self, request, client_address):
         request.settimeout(30)

@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -422,7 +423,7 @@ class Supervisor:
             sql = mariadb.database_sql(name, user, password, host)
         except ValueError as e:
             raise OpError(400, str(e)) from e
-        return self._writer_sql(sql, f"database {name} ensured")
+        return self._writer_sql(sql, f"database {name} ensured", secret=password)
 
     def drop_database(self, name: str, user: str, host: str) -> dict:
         try:
@@ -431,7 +432,7 @@ class Supervisor:
             raise OpError(400, str(e)) from e
         return self._writer_sql(sql, f"database {name} dropped")
 
-    def _writer_sql(self, sql: str, done: str) -> dict:
+    def _writer_sql(self, sql: str, done: str, secret: str | None = None) -> dict:
         with self.operation_lock("database"):
             self._refresh_wsrep()
             if not mariadb.is_synced_primary(self.wsrep):
@@ -439,7 +440,12 @@ class Supervisor:
             try:
                 mariadb.run_sql(self.cfg.client, self.paths.socket, sql)
             except MariaDBError as e:
-                raise OpError(500, f"SQL failed: {e}") from e
+                # a server message may quote the statement ("... near '...'"): never let the
+                # password out through an error
+                msg = re.sub(r"near '.*", "near (statement withheld)", str(e), flags=re.S)
+                if secret:
+                    msg = msg.replace(secret, "***")
+                raise OpError(500, f"SQL failed: {msg}") from e
             log.info("%s", done)
             return {"ok": True}
 
