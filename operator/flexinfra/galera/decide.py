@@ -8,7 +8,7 @@ The rules (issue 9), in the order they are applied:
    Primary component, else ``SetWriter`` moves it to one that is. Then repairs of the nodes
    outside it: ``StartServer`` (SHUTOFF), ``RebootServer`` (ERROR, or agent unreachable for
    ``node_failure_timeout``), ``ReplaceServer`` (server gone; keeping its volume when intact),
-   ``StartJoiner`` (agent up, mariadbd down).
+   ``StartJoiner`` (agent up, mariadbd down, unless the agent rejoins it by itself).
 2. **No Primary component: gather evidence first.** Every node must answer through its agent
    with mariadbd confirmed stopped or non-Primary: servers that are down are started
    (SHUTOFF), rebooted (ERROR, or agent silent for ``node_failure_timeout``) or replaced on
@@ -176,7 +176,7 @@ class _Ctx:
         if not writer_ok and synced:
             best = synced[0]
             actions.append(SetWriter(
-                node=best.name, evidence=self.ev(best.name, *(self.obs.writer or "",)),
+                node=best.name, evidence=self.ev(best.name, self.obs.writer or ""),
                 reason=(f"writer {self.obs.writer or '(none)'} is not a Synced member of the "
                         f"Primary component; {best.name} is")))
         size = max((p.cluster_size or 0) for p in primaries)
