@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import pymysql
 
 from flexinfra.galera import decide as d
-from flexinfra.galera.client import AgentError, AgentUnreachable
+from flexinfra.galera.client import AgentError
+from flexinfra.galera.fleet import AGENT_ACTIONS, AgentFleet
 from tests.galera.lab import Lab, Node
 
 DB, USER, PASSWORD = "fxtest", "fxtest", "fxtest-password-0123456789"
@@ -20,6 +21,9 @@ DB, USER, PASSWORD = "fxtest", "fxtest", "fxtest-password-0123456789"
 
 @dataclass
 class Driver:
+    """What the operator's loop will do, minus OpenStack: observe through ``AgentFleet``,
+    ``decide``, execute. ``SetWriter`` moves this lab's writer (the load balancer's job)."""
+
     lab: Lab
     writer: str | None = None
     created: bool = False
@@ -28,25 +32,23 @@ class Driver:
     in_flight: str | None = None
     log: list[str] = field(default_factory=list)
     actions: list[tuple[d.Action, d.ClusterObs]] = field(default_factory=list)
-    first_seen: dict[str, float] = field(default_factory=dict)
+    fleet: AgentFleet | None = None
+
+    def __post_init__(self):
+        self.fleet = AgentFleet({n.name: n.client for n in self.lab.nodes})
 
     def node(self, name: str) -> Node:
         return next(n for n in self.lab.nodes if n.name == name)
 
     def observe(self) -> d.ClusterObs:
-        nodes = []
-        for n in self.lab.nodes:
-            try:
-                st = n.client.status()
-                self.first_seen.pop(n.name, None)
-                nodes.append(d.NodeObs.from_agent_status(n.name, d.ACTIVE, st))
-            except AgentUnreachable:
-                since = self.first_seen.setdefault(n.name, time.monotonic())
-                nodes.append(d.NodeObs.unreachable(n.name, d.ACTIVE, time.monotonic() - since))
-        if self.in_flight and any(x.cluster_status == "Primary" for x in nodes):
+        obs = self.fleet.observe({n.name: d.ACTIVE for n in self.lab.nodes},
+                                 writer=self.writer, policy=self.policy,
+                                 bootstrap_in_flight=self.in_flight, created=self.created)
+        if self.in_flight and any(x.cluster_status == "Primary" for x in obs.nodes):
             self.in_flight = None
-        return d.ClusterObs(nodes=tuple(nodes), writer=self.writer, policy=self.policy,
-                            bootstrap_in_flight=self.in_flight, created=self.created)
+            obs = d.ClusterObs(nodes=obs.nodes, writer=obs.writer, policy=obs.policy,
+                               created=obs.created)
+        return obs
 
     def step(self) -> d.Decision:
         obs = self.observe()
@@ -59,35 +61,18 @@ class Driver:
 
     def execute(self, a: d.Action) -> None:
         try:
-            match a:
-                case d.Wait():
-                    time.sleep(0.3)
-                case d.SetWriter():
-                    self.writer = a.node
-                case d.BootstrapNewCluster():
+            if isinstance(a, d.Wait):
+                time.sleep(0.3)
+            elif isinstance(a, d.SetWriter):
+                self.writer = a.node
+            elif isinstance(a, AGENT_ACTIONS):
+                if isinstance(a, d.BOOTSTRAPS):
                     self.in_flight = a.node
-                    self.node(a.node).client.start_new_cluster(wait=60)
+                self.fleet.execute(a, wait=60)
+                if isinstance(a, d.BootstrapNewCluster):
                     self.created = True
-                case d.BootstrapFrom():
-                    self.in_flight = a.node
-                    self.node(a.node).client.start_bootstrap(
-                        a.position.uuid, a.position.seqno, a.set_safe_to_bootstrap, wait=60)
-                case d.PcBootstrap():
-                    self.in_flight = a.node
-                    self.node(a.node).client.pc_bootstrap(wait=10)
-                case d.RecoverPositions():
-                    threads = [threading.Thread(target=self.node(x).client.recover)
-                               for x in a.nodes]
-                    for t in threads:
-                        t.start()
-                    for t in threads:
-                        t.join(120)
-                case d.StartJoiner():
-                    self.node(a.node).client.start_joiner()
-                case d.StopNode():
-                    self.node(a.node).client.stop()
-                case _:
-                    raise AssertionError(f"the lab cannot execute {a.describe()}")
+            else:
+                raise AssertionError(f"the lab cannot execute {a.describe()}")
         except AgentError as e:
             # 409 = the node's state moved on (e.g. the agent is already rejoining): the next
             # observation will show it
