@@ -207,7 +207,7 @@ def agent_api(tmp_path):
 def test_api_status_and_refusals_in_process(agent_api):
     client, creds, port, hport = agent_api
     st = client.status()
-    assert st["node"] == "db-0" and st["desired"] == "stopped"
+    assert st["node"] == "db-0" and st["desired"] == "stopped" and st["agent_version"]
     assert not st["mariadbd"]["running"] and st["grastate"] is None
     with pytest.raises(AgentError) as e:
         AgentClient("127.0.0.1", client._ctx, creds.token[:-1] + "x", port=port).status()

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import mariadb, peers
+from . import AGENT_VERSION, mariadb, peers
 from .config import AgentConfig
 from .mariadb import ZERO_UUID, MariaDBError, ServerPaths
 from .process import Mariadbd, is_mountpoint
@@ -479,6 +479,7 @@ class Supervisor:
                 wsrep["cluster_status_since"] = self.cluster_status_since
                 wsrep["at"] = self.wsrep_at
             return {
+                "agent_version": AGENT_VERSION,
                 "node": self.cfg.node,
                 "address": self.cfg.address,
                 "time": time.time(),
