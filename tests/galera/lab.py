@@ -111,7 +111,8 @@ class Lab:
         make_network(self.nodes)
 
     # --- nodes --------------------------------------------------------------------------
-    def start(self, settings: tuple[tuple[str, str], ...] = ()) -> Lab:
+    def start(self, settings: tuple[tuple[str, str], ...] = (),
+              provider_options: tuple[tuple[str, str], ...] = ()) -> Lab:
         addresses = tuple(f"10.250.0.{10 + i}" for i in range(1, self.size + 1))
         for i, addr in enumerate(addresses, start=1):
             root = self.dir / f"n{i}"
@@ -128,7 +129,7 @@ class Lab:
                 (root / sub).mkdir(parents=True, exist_ok=True)
             cnf = GaleraNodeConfig(cluster=self.cluster, node=node.name, address=addr,
                                    addresses=addresses, layout=layout, settings=settings,
-                                   gcache_size="64M")
+                                   gcache_size="64M", provider_options=provider_options)
             (root / "etc/my.cnf").write_text(render_my_cnf(cnf))
             cert, key = self.creds.nodes[node.name]
             files = {"ca.pem": self.creds.ca_cert, "node.pem": cert, "node.key": key,

@@ -80,6 +80,11 @@ def test_my_cnf_is_what_the_agent_reads(tmp_path):
                  "wsrep_sst_method = rsync", "datadir = /mnt/vdb/mysql",
                  "bind-address = 10.20.5.12"):
         assert line in text
+    fast = render_my_cnf(GaleraNodeConfig(
+        cluster="c", node="db-1", address=ADDRS[1], addresses=ADDRS,
+        provider_options=(("evs.suspect_timeout", "PT2S"), ("evs.inactive_timeout", "PT4S"))))
+    assert ('wsrep_provider_options = "gcache.size=256M; evs.suspect_timeout=PT2S; '
+            'evs.inactive_timeout=PT4S"') in fast
     (tmp_path / "my.cnf").write_text(text)
     paths = mariadb.ServerPaths.from_defaults_file(str(tmp_path / "my.cnf"))
     assert paths.datadir == "/mnt/vdb/mysql" and paths.socket == "/run/mysqld/mysqld.sock"
@@ -91,6 +96,7 @@ def test_my_cnf_is_what_the_agent_reads(tmp_path):
     {"cluster": "x\n[client]"},
     {"settings": (("innodb_buffer_pool_size", "1G\nwsrep_on=OFF"),)},
     {"settings": (("bad key", "1"),)},
+    {"provider_options": (("evs.suspect_timeout", "PT2S; pc.bootstrap=YES"),)},
 ])
 def test_my_cnf_refuses_what_it_cannot_carry(bad):
     args = {"cluster": "c", "node": "db-0", "address": ADDRS[0], "addresses": ADDRS, **bad}

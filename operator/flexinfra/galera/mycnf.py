@@ -34,6 +34,17 @@ class GaleraNodeConfig:
     #: extra [mysqld] settings (e.g. innodb_buffer_pool_size); validated, never free text
     settings: tuple[tuple[str, str], ...] = ()
     gcache_size: str = "256M"
+    #: more wsrep_provider_options, e.g. (("evs.suspect_timeout", "PT3S"),); validated
+    provider_options: tuple[tuple[str, str], ...] = ()
+
+
+def _provider_options(c: GaleraNodeConfig) -> str:
+    opts = [("gcache.size", c.gcache_size), *c.provider_options]
+    for key, value in opts:
+        if not re.match(r"^[a-z_.]{1,64}$", key) or not re.match(r"^[A-Za-z0-9_.:]{1,64}$",
+                                                                   value):
+            raise ValueError(f"provider option {key!r} = {value!r} is not acceptable")
+    return "; ".join(f"{k}={v}" for k, v in opts)
 
 
 def render_my_cnf(c: GaleraNodeConfig) -> str:
@@ -58,7 +69,7 @@ def render_my_cnf(c: GaleraNodeConfig) -> str:
         "innodb_flush_log_at_trx_commit = 1",
         "wsrep_on = ON",
         f"wsrep_provider = {GALERA_PROVIDER}",
-        f"wsrep_provider_options = \"gcache.size={c.gcache_size}\"",
+        f"wsrep_provider_options = \"{_provider_options(c)}\"",
         f"wsrep_cluster_name = {c.cluster}",
         f"wsrep_cluster_address = gcomm://{','.join(c.addresses)}",
         f"wsrep_node_name = {c.node}",

@@ -57,6 +57,7 @@ class NodeBoot:
     data_mount: str = "/mnt/vdb"
     sst_method: str = "rsync"
     settings: tuple[tuple[str, str], ...] = ()
+    provider_options: tuple[tuple[str, str], ...] = ()   # e.g. shorter evs timeouts
     api_port: int = 8443
     health_port: int = 9200
     extra_packages: tuple[str, ...] = field(default=())
@@ -77,7 +78,7 @@ def agent_config(b: NodeBoot) -> dict:
 def my_cnf(b: NodeBoot) -> str:
     return render_my_cnf(GaleraNodeConfig(
         cluster=b.cluster, node=b.node, address=b.address, addresses=b.addresses,
-        sst_method=b.sst_method, settings=b.settings,
+        sst_method=b.sst_method, settings=b.settings, provider_options=b.provider_options,
         layout=ServerLayout(datadir=f"{b.data_mount}/mysql")))
 
 
