@@ -112,7 +112,8 @@ class Lab:
 
     # --- nodes --------------------------------------------------------------------------
     def start(self, settings: tuple[tuple[str, str], ...] = (),
-              provider_options: tuple[tuple[str, str], ...] = ()) -> Lab:
+              provider_options: tuple[tuple[str, str], ...] = (),
+              sst_method: str = "rsync") -> Lab:
         addresses = tuple(f"10.250.0.{10 + i}" for i in range(1, self.size + 1))
         for i, addr in enumerate(addresses, start=1):
             root = self.dir / f"n{i}"
@@ -129,7 +130,8 @@ class Lab:
                 (root / sub).mkdir(parents=True, exist_ok=True)
             cnf = GaleraNodeConfig(cluster=self.cluster, node=node.name, address=addr,
                                    addresses=addresses, layout=layout, settings=settings,
-                                   gcache_size="64M", provider_options=provider_options)
+                                   gcache_size="64M", provider_options=provider_options,
+                                   sst_method=sst_method)
             (root / "etc/my.cnf").write_text(render_my_cnf(cnf))
             cert, key = self.creds.nodes[node.name]
             files = {"ca.pem": self.creds.ca_cert, "node.pem": cert, "node.key": key,
