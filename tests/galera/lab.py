@@ -94,8 +94,9 @@ class Node:
 
 
 class Lab:
-    def __init__(self, size: int = 3, cluster: str = "fxgt"):
+    def __init__(self, size: int = 3, cluster: str = "fxgt", recover_on_exit: bool = False):
         self.size = size
+        self.recover_on_exit = recover_on_exit
         self.cluster = cluster
         self.dir = Path(tempfile.mkdtemp(prefix="fxgt-lab-"))
         self.dir.chmod(0o755)  # mariadbd runs as mysql: it must reach its datadir
@@ -148,6 +149,9 @@ class Lab:
                 "ca_file": str(root / "etc/ca.pem"), "cert_file": str(root / "etc/node.pem"),
                 "key_file": str(root / "etc/node.key"), "token_file": str(root / "etc/token"),
                 "defaults_file": str(root / "etc/my.cnf"), "state_dir": str(root / "vdb/agent"),
+                # positions are recovered when the operator decides so (RecoverPositions);
+                # the VM lab keeps the default (recovered right after a crash)
+                "recover_on_exit": self.recover_on_exit,
             }
             (root / "etc/agent.json").write_text(json.dumps(cfg, indent=1))
             node.client = AgentClient(addr, self._ctx, self.creds.token, port=API_PORT,

@@ -271,7 +271,9 @@ def test_two_killed_survivor_pc_bootstrap(lab, driver):
         driver.run_until(pc_bootstrapped, 60, "a PcBootstrap decision")
         assert [a for a in driver.log if a.startswith("PcBootstrap")][-1].startswith(
             f"PcBootstrap {survivor.name}"), driver.log[-5:]
-        # the stopped nodes' positions were known (their agents recovered them) and compared
+        # the stopped nodes' positions were recovered first, then compared
+        assert "RecoverPositions" in seen and seen.index("RecoverPositions") < seen.index(
+            "PcBootstrap"), seen
         pc = next(obs for a, obs in driver.actions if isinstance(a, d.PcBootstrap))
         assert all(n.recovered for n in pc.nodes if n.name != survivor.name)
         assert not any(s.startswith("Bootstrap") for s in seen)
@@ -298,15 +300,19 @@ def test_full_outage_recovers_from_highest_seqno(lab, driver):
         time.sleep(0.5)
     acked += w.acked
     assert w.failed >= 1
-    # nothing restarts by itself; each agent learns its node's position (--wsrep-recover)
-    lab.wait(lambda: all(n.status()["recovered"] for n in lab.nodes), 30,
-             "every agent's recovered position")
+    # nothing restarts by itself; positions are unknown (grastate says seqno: -1)
+    time.sleep(2)
     assert not any(n.status()["mariadbd"]["running"] for n in lab.nodes)
-    # the operator's explicit recover gives the same answer
+    assert all(n.status()["grastate"]["seqno"] == -1 for n in lab.nodes)
+    decision = d.decide(driver.observe())
+    assert [type(a) for a in decision.actions] == [d.RecoverPositions], decision.reason
+    assert set(decision.actions[0].nodes) == {"db-0", "db-1", "db-2"}
+    driver.execute(decision.actions[0])
+    # recovering again gives the same answer
     some = lab.nodes[1]
-    auto = some.status()["recovered"]
+    first = some.status()["recovered"]
     again = some.client.recover()
-    assert (again["uuid"], again["seqno"]) == (auto["uuid"], auto["seqno"])
+    assert (again["uuid"], again["seqno"]) == (first["uuid"], first["seqno"])
     decision = d.decide(driver.observe())
     assert [type(a) for a in decision.actions] == [d.BootstrapFrom], decision.reason
     chosen = decision.actions[0]

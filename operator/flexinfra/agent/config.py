@@ -39,6 +39,9 @@ class AgentConfig:
     peer_timeout: float = 2.0
     backoff_max: float = 60.0       # auto-rejoin backoff ceiling
     healthy_after: float = 60.0     # Synced this long resets the backoff
+    #: run --wsrep-recover as soon as mariadbd exits unexpectedly (the operator then finds the
+    #: position in the status and needs no RecoverPositions step)
+    recover_on_exit: bool = True
     extra_args: tuple[str, ...] = field(default=())  # appended to mariadbd's command line
 
     @classmethod

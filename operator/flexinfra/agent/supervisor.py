@@ -175,7 +175,7 @@ class Supervisor:
         """After a crash, learn the position at once (``--wsrep-recover`` reads the datadir only;
         nothing changes it while mariadbd is down): the joiner start needs it, and after a full
         outage the operator finds every position already in the status."""
-        if self.recovered is not None or self.failures > 3:
+        if not self.cfg.recover_on_exit or self.recovered is not None or self.failures > 3:
             return
         if self.cfg.data_mount and not is_mountpoint(self.cfg.data_mount):
             return
