@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit sandbox-test lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
+.PHONY: demo test unit galera-test sandbox-test lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
 
 # The development venv: the operator, its tests, and the sandbox (a separate distribution in
 # sandbox/, not in the operator's wheel or image). The OpenStack services get their own venv,
@@ -22,14 +22,20 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/flexinfra demo
 
-## make test: lint, unit tests, then the sandbox (brought up if needed) and the tests that need it
-test: lint unit sandbox-test
+## make test: lint, unit tests, real Galera in fxgt-* namespaces, then the sandbox (brought up
+## if needed) and the tests that need it
+test: lint unit galera-test sandbox-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not sandbox and not e2e" -q
+	$(BIN)/pytest -m "not sandbox and not e2e and not galera" -q
+
+# the node agent and decide() on real MariaDB + galera-4 (root; ~2 min; no sandbox needed)
+galera-test: $(STAMP)
+	bash sandbox/install-packages.sh
+	$(BIN)/pytest -m galera -q
 
 sandbox-test: $(STAMP)
 	$(BIN)/flexinfra sandbox up

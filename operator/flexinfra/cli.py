@@ -40,12 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("-f", "--filename", required=True)
     plan.add_argument("--cloud", default=None, help="cloud name in clouds.yaml (default: OS_CLOUD)")
 
+    # parsed by the agent itself (see main): listed here for --help
+    sub.add_parser("agent", help="run the Galera node agent (on a database node)",
+                   add_help=False)
     for command in contributed_commands().values():
         command.add_parser(sub)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["agent"]:
+        from flexinfra.agent.main import main as agent_main
+
+        return agent_main(argv[1:])
     args = build_parser().parse_args(argv)
     if args.cmd == "version":
         print(__version__)
