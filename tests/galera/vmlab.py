@@ -4,7 +4,7 @@ each a network namespace ``fxgt-n<i>`` plus a PID/mount/UTS namespace whose init
 first boot, ``/etc/rc.local`` at the next ones. Power-off is SIGKILL to that init: every process
 of the VM dies at once, as in a hypervisor's hard stop.
 
-The user_data is parsed by the sandbox's own parser (``sandbox/plugins/flexinfra_sandbox``),
+The user_data is parsed by the sandbox's own parser (``sandbox/plugins/flexinfra_sandbox_cloud``),
 so what boots here is what would boot there.
 """
 
@@ -26,7 +26,7 @@ VMINIT = Path(__file__).with_name("vminit.py")
 
 
 def sandbox_parser():
-    path = REPO / "sandbox/plugins/flexinfra_sandbox/netns.py"
+    path = REPO / "sandbox/plugins/flexinfra_sandbox_cloud/netns.py"
     spec = importlib.util.spec_from_file_location("fxgt_sandbox_netns", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

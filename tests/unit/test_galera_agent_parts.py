@@ -283,7 +283,7 @@ def test_slim_keeps_line_numbers():
 # --- user_data ---
 
 def _netns_module():
-    path = REPO / "sandbox/plugins/flexinfra_sandbox/netns.py"
+    path = REPO / "sandbox/plugins/flexinfra_sandbox_cloud/netns.py"
     spec = importlib.util.spec_from_file_location("fx_netns_for_test", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
