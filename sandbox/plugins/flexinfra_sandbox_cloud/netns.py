@@ -42,6 +42,11 @@ after a reboot is started from ``/etc/rc.local`` or ``bootcmd``, exactly as on a
 image). Output goes to ``<vm dir>/console.log`` (Nova's console log).
 
 Isolation is network, mounts, PIDs and hostname only: VMs run the host's binaries as root.
+
+One module of ~1,100 lines on purpose: it is also the standalone script that launches a VM's
+init and enters its namespaces (``python3 netns.py launch|inject|eject|cleanup``), run with
+the host's system Python from a path (not a package: the VM's Python does not see the
+OpenStack venv), so everything it needs must stand in this one stdlib-only file.
 """
 
 from __future__ import annotations
