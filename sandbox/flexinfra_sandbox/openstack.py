@@ -1,34 +1,31 @@
 """The sandbox's OpenStack control plane: a real Keystone, Glance, Placement, Neutron, Nova,
 Cinder and Octavia on 127.0.0.1, backed by a private MariaDB and RabbitMQ.
 
-The four verbs of a sandbox part (see ``main.py``):
+The four verbs of a sandbox part (see ``cli.py``):
 
-* ``install``: the services' own venv under the cache, pinned by ``sandbox/constraints.txt``
-  (built under a temporary name and renamed when complete, so an interrupted install never looks
-  done), plus the project's plug-ins package (reinstalled when ``sandbox/plugins`` changes);
+* ``install`` (``openstack_install.py``): the services' own venv under the cache, pinned by
+  ``sandbox/constraints.txt``, plus the project's plug-ins package;
 * ``up``: start what is not running, bootstrap what is not bootstrapped (stamps under
   ``<state>/data/stamps``), converge configs (a service whose config changed is restarted);
 * ``cleanup``: after the processes are stopped, what outlives them (the VMs' namespaces);
 * ``env``: ``OS_CLIENT_CONFIG_FILE`` and ``OS_CLOUD=demo``.
 
-What is real and what is not: see shared/design/SANDBOX.md. No data plane: ports are bound by
-the project's ML2 driver, servers are network namespaces (or plain records with the fake driver).
+The configs are in ``openstack_conf.py``, the service specs in ``openstack_services.py``, the
+cloud's own bootstrap (projects, flavors, networks, the amphora image) in
+``openstack_bootstrap.py``, the data plane's host side in ``dataplane.py``. What is real code
+and what is the sandbox's stand-in: ``sandbox/README.md``. This module is the bring-up order
+(~550 lines: one sequence, clearer read top to bottom than scattered).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib.util
 import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -36,12 +33,15 @@ from pathlib import Path
 from flexinfra_sandbox import dataplane
 from flexinfra_sandbox import openstack_conf as conf
 from flexinfra_sandbox.openstack_conf import COMPUTES, HOST, PORTS, Ctx
+from flexinfra_sandbox.openstack_install import (
+    _compute_driver,
+    _pkg_version,
+    install,
+    plugins_hash,
+)
+from flexinfra_sandbox.openstack_services import Services
 from flexinfra_sandbox.paths import SandboxPaths
 from flexinfra_sandbox.supervisor import SandboxError, ServiceFailed, ServiceSpec, Supervisor
-
-#: pinned so the venv build is reproducible; it only installs, the services never import it
-UV_VERSION = "0.13.9"
-PYTHON = "/usr/bin/python3"  # Debian's: python3-venv is in install-packages.sh
 
 #: every long-running service of the OpenStack part, as the supervisor names them
 SERVICES = (
@@ -59,133 +59,6 @@ SECRET_NAMES = (
 
 def _log(msg: str) -> None:
     print(f"sandbox/openstack: {msg}", file=sys.stderr, flush=True)
-
-
-# ================================================================================ install
-def _plugins_dir(paths: SandboxPaths) -> Path:
-    return paths.files / "plugins"
-
-
-def plugins_hash(paths: SandboxPaths) -> str:
-    """Hash of the plug-ins package's source, so a changed file reinstalls it."""
-    h = hashlib.sha256()
-    root = _plugins_dir(paths)
-    for f in sorted(root.rglob("*")):
-        if f.is_file() and "__pycache__" not in f.parts and ".egg-info" not in str(f):
-            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
-    return h.hexdigest()[:12]
-
-
-def _uv(paths: SandboxPaths) -> Path:
-    """A uv binary in its own small cached venv (a cache: rebuilt when missing)."""
-    tools = paths.cache / f"uv-{UV_VERSION}"
-    uv = tools / "bin" / "uv"
-    if uv.exists():
-        return uv
-    tmp = tools.with_name(tools.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(tmp)], check=True)
-    subprocess.run([str(tmp / "bin" / "pip"), "install", "-q", f"uv=={UV_VERSION}"], check=True)
-    shutil.rmtree(tools, ignore_errors=True)
-    tmp.rename(tools)
-    return uv
-
-
-def _uv_env(paths: SandboxPaths) -> dict[str, str]:
-    return {**os.environ, "UV_CACHE_DIR": str(paths.cache / "uv"), "UV_NO_PROGRESS": "1"}
-
-
-def install(paths: SandboxPaths) -> None:
-    """Build the OpenStack venv if missing, (re)install the plug-ins, write the virt shim."""
-    paths.ensure_dirs()
-    venv = paths.openstack_venv
-    if not (venv / ".complete").exists():
-        t0 = time.monotonic()
-        _log(f"building the OpenStack venv {venv} (pinned by {paths.constraints.name})")
-        uv = _uv(paths)
-        tmp = venv.with_name(venv.name + f".tmp{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        py = PYTHON if Path(PYTHON).exists() else sys.executable
-        env = _uv_env(paths)
-        # --relocatable: entry points find their python relative to themselves, so the venv
-        # still works after the rename below
-        subprocess.run(
-            [str(uv), "venv", "-q", "--relocatable", "--python", py, str(tmp)], check=True, env=env
-        )
-        subprocess.run(
-            [
-                str(uv), "pip", "install", "-q", "--python", str(tmp / "bin" / "python"),
-                "--compile-bytecode", "-c", str(paths.constraints),
-                "-r", str(paths.files / "requirements.txt"),
-            ],
-            check=True,
-            env=env,
-        )  # fmt: skip
-        (tmp / ".complete").write_text(paths.constraints.read_text())
-        shutil.rmtree(venv, ignore_errors=True)
-        tmp.rename(venv)
-        _log(f"OpenStack venv built in {time.monotonic() - t0:.0f}s")
-    _install_plugins(paths, venv)
-
-
-def _install_plugins(paths: SandboxPaths, venv: Path) -> None:
-    digest = plugins_hash(paths)
-    stamp = venv / f".plugins-{digest}"
-    if not stamp.exists():
-        _log("installing the sandbox plug-ins package into the OpenStack venv")
-        # build from a copy: an in-tree build leaves build/ and *.egg-info in the repository
-        with _tempdir(paths) as tmp:
-            src = tmp / "plugins"
-            shutil.copytree(
-                _plugins_dir(paths),
-                src,
-                ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build"),
-            )
-            subprocess.run(
-                [
-                    str(_uv(paths)), "pip", "install", "-q",
-                    "--python", str(venv / "bin" / "python"), "--no-deps", "--no-build-isolation",
-                    "--reinstall", "--compile-bytecode", str(src),
-                ],
-                check=True,
-                env=_uv_env(paths),
-            )  # fmt: skip
-        # the plug-ins' former name: its entry point would shadow ours in a cached venv
-        subprocess.run(
-            [str(_uv(paths)), "pip", "uninstall", "-q", "--python", str(venv / "bin" / "python"),
-             "flexinfra-sandbox-plugins"],
-            check=False, capture_output=True, env=_uv_env(paths),
-        )
-        for old in venv.glob(".plugins-*"):
-            old.unlink()
-        stamp.write_text(digest + "\n")
-    # Nova prefixes compute_driver with "nova.virt.": a shim module makes ours importable so
-    shim = _site_packages(venv) / "nova" / "virt" / "flexinfra_netns.py"
-    text = "from flexinfra_sandbox_cloud.virt import *  # noqa\n"
-    if not shim.exists() or shim.read_text() != text:
-        shim.write_text(text)
-
-
-@contextlib.contextmanager
-def _tempdir(paths: SandboxPaths):
-    d = paths.cache / f"tmp-{os.getpid()}"
-    shutil.rmtree(d, ignore_errors=True)
-    d.mkdir(parents=True)
-    try:
-        yield d
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-
-
-def _site_packages(venv: Path) -> Path:
-    return next((venv / "lib").glob("python3*/site-packages"))
-
-
-def _compute_driver(paths: SandboxPaths) -> str:
-    """The project's netns driver once it exists; until then Nova's fake single-node driver."""
-    if (_plugins_dir(paths) / "flexinfra_sandbox_cloud" / "virt.py").exists():
-        return "flexinfra_netns.NetnsDriver"
-    return "fake.FakeDriverWithoutFakeNodes"
 
 
 # ================================================================================ helpers
@@ -228,28 +101,6 @@ def _mark(paths: SandboxPaths, name: str) -> None:
     s = _stamp(paths, name)
     s.parent.mkdir(parents=True, exist_ok=True)
     s.write_text(time.strftime("%F %T\n"))
-
-
-def _http_ready(port: int, path: str = "/") -> Callable[[], bool]:
-    """Ready when the app (not just gunicorn's master) answers anything below 500."""
-
-    def probe() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}{path}", timeout=3) as r:
-                return r.status < 500
-        except urllib.error.HTTPError as e:
-            return e.code < 500
-
-    return probe
-
-
-def _pkg_version(venv: Path, dist: str) -> str:
-    """Installed version of a distribution in the venv, for stamps that must redo on upgrade."""
-    for d in _site_packages(venv).glob("*.dist-info"):
-        name, _, version = d.name[: -len(".dist-info")].rpartition("-")
-        if name.lower().replace("-", "_") == dist.lower().replace("-", "_"):
-            return version
-    return "unknown"
 
 
 # ================================================================================ up
@@ -549,7 +400,9 @@ class _Stack:
                 "credential_setup", "--keystone-user", "root", "--keystone-group", "root",
             )  # fmt: skip
         self.sup.ensure(
-            self.api("keystone", "keystone.wsgi.api", env={"OS_KEYSTONE_CONFIG_FILES": str(cfg)})
+            Services(self.bin, self.paths).api(
+                "keystone", "keystone.wsgi.api", env={"OS_KEYSTONE_CONFIG_FILES": str(cfg)}
+            )
         )
         if not _done(self.paths, "keystone-bootstrap"):
             url = self.ctx.url("keystone", "/v3")
@@ -565,117 +418,6 @@ class _Stack:
             _mark(self.paths, "keystone-bootstrap")
 
     # --- service specs --------------------------------------------------------------------------
-    def api(
-        self,
-        name: str,
-        module: str,
-        args: tuple[object, ...] = (),
-        env: dict[str, str] | None = None,
-        port_key: str | None = None,
-        threads: int = 4,
-    ) -> ServiceSpec:
-        port = PORTS[port_key or name]
-        return ServiceSpec(
-            name,
-            [
-                str(self.bin / "python"),
-                "-m",
-                "flexinfra_sandbox_cloud.wsgi_runner",
-                "--name",
-                name,
-                "--module",
-                module,
-                "--bind",
-                f"{HOST}:{port}",
-                "--threads",
-                str(threads),
-                "--",
-                *map(str, args),
-            ],
-            env=env or {},
-            ports=[port],
-            ready=_http_ready(port),
-            ready_timeout=240,
-            stop_grace=10,
-        )
-
-    def daemon(
-        self, name: str, script: str, cfg: Path, env: dict[str, str] | None = None
-    ) -> ServiceSpec:
-        return ServiceSpec(
-            name, [str(self.bin / script), "--config-file", str(cfg)], env=env or {}, stop_grace=10
-        )
-
-    def services(self, files: dict[str, Path]) -> list[ServiceSpec]:
-        etc = self.paths.etc
-        specs = [
-            self.api(
-                "glance", "glance.wsgi.api", env={"OS_GLANCE_CONFIG_DIR": str(etc / "glance")}
-            ),
-            self.api(
-                "placement",
-                "placement.wsgi.api",
-                env={"OS_PLACEMENT_CONFIG_DIR": str(etc / "placement")},
-            ),
-            # the API's ML2 driver puts the host on each new subnet (plugins/.../ml2.py)
-            self.api("neutron", "neutron.wsgi.api", args=("--config-file", files["neutron"]),
-                     env=dataplane.agent_env(self.paths)),
-            self.daemon("neutron-rpc-server", "neutron-rpc-server", files["neutron"],
-                        env=dataplane.agent_env(self.paths)),
-            ServiceSpec(
-                "neutron-l3-agent",
-                [str(self.bin / "neutron-l3-agent"), "--config-file", str(files["neutron"]),
-                 "--config-file", str(files["l3-agent"])],
-                env=dataplane.agent_env(self.paths), stop_grace=10,
-            ),
-            ServiceSpec(
-                "neutron-sandbox-agent",
-                [str(self.bin / "neutron-sandbox-agent"), "--config-file", str(files["neutron"]),
-                 "--config-file", str(files["l2-agent"])],
-                env=dataplane.agent_env(self.paths), stop_grace=10,
-            ),
-            self.api(
-                "nova-api",
-                "nova.wsgi.osapi_compute",
-                env={"OS_NOVA_CONFIG_DIR": str(etc / "nova")},
-                port_key="nova",
-            ),
-            self.daemon("nova-conductor", "nova-conductor", files["nova"]),
-            self.daemon("nova-scheduler", "nova-scheduler", files["nova"]),
-            self.api(
-                "cinder-api",
-                "cinder.wsgi.api",
-                args=("--config-file", files["cinder"]),
-                port_key="cinder",
-            ),
-            self.daemon("cinder-scheduler", "cinder-scheduler", files["cinder"]),
-            self.daemon("cinder-volume", "cinder-volume", files["cinder"]),
-        ]
-        for host in COMPUTES:
-            (self.paths.data / f"nova-compute-{host}" / "instances").mkdir(
-                parents=True, exist_ok=True
-            )
-            # runs as root (we are root): the netns driver makes namespaces, veths, bridges
-            specs.append(
-                self.daemon(
-                    f"nova-compute-{host}",
-                    "nova-compute",
-                    files[host],
-                    env={"FLEXINFRA_SANDBOX_STATE": str(self.paths.state)},
-                )
-            )
-        return specs
-
-    def octavia_services(self, cfg: Path) -> list[ServiceSpec]:
-        return [
-            self.api(
-                "octavia-api", "octavia.wsgi.api", args=("--config-file", cfg), port_key="octavia"
-            ),
-            self.daemon("octavia-worker", "octavia-worker", cfg),
-            # heartbeats of the amphorae: member, pool and LB operating status, failovers
-            self.daemon("octavia-health-manager", "octavia-health-manager", cfg),
-        ]
-
     def octavia_ca(self) -> None:
         ca = self.paths.etc / "octavia" / "ca"
         if (ca / "client.pem").exists():
@@ -724,7 +466,7 @@ class _Stack:
                 if n != "octavia":
                     f.result()
             octavia_sync = futures["octavia"]
-            started = self.sup.ensure_all(self.services(files))
+            started = self.sup.ensure_all(Services(self.bin, self.paths).services(files))
             _log(
                 f"APIs and workers up ({time.monotonic() - t0:.0f}s)"
                 + (f"; started {len(started)}" if started else "")
@@ -739,7 +481,7 @@ class _Stack:
             octavia_sync.result()
         cfg = self.octavia_config()
         self.stop_pending()
-        self.sup.ensure_all(self.octavia_services(cfg))
+        self.sup.ensure_all(Services(self.bin, self.paths).octavia_services(cfg))
         boot.wait_volume_service(admin, self)
         _log(f"OpenStack up in {time.monotonic() - t0:.0f}s; clouds.yaml: {self.paths.clouds_yaml}")
 
