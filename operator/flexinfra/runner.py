@@ -63,14 +63,13 @@ def run(args: Any) -> int:
         overrides["metrics_port"] = args.metrics_port
     settings = Settings(**overrides)
     set_settings(settings)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     from flexinfra.handlers import register
     from flexinfra.handlers.common import RequeueLogFilter
 
     logging.getLogger("kopf.objects").addFilter(RequeueLogFilter())
     register()
+    keeper = start_leases(settings)
 
     from flexinfra.cloud.connection import connection_cache
 
@@ -82,5 +81,38 @@ def run(args: Any) -> int:
     )
     if get_settings().metrics_port:
         start_http_server(get_settings().metrics_port)
-    asyncio.run(kopf.operator(**operator_kwargs(settings)))
+    try:
+        asyncio.run(kopf.operator(**operator_kwargs(settings)))
+    finally:
+        if keeper is not None:
+            keeper.stop()  # hand the namespaces over now, not after the Lease expires
     return 0
+
+
+def configure_logging() -> None:
+    """Every log line and every Event kopf posts goes through the redactor: the operator's
+    own messages are scrubbed where they are made, but a library's exception or a traceback
+    is only caught here."""
+    from flexinfra.core.redact import EventFormatter, ScrubbingFormatter
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    from kopf._core.engines import posting  # kopf's Event poster: no public way to reach it
+
+    for h in logging.getLogger("kopf").handlers + logging.getLogger("kopf.objects").handlers:
+        if isinstance(h, posting.K8sPoster):
+            h.setFormatter(EventFormatter())
+
+
+def start_leases(settings: Settings) -> Any:
+    """One active instance per namespace (``flexinfra.lease``); a namespaced instance claims
+    its namespaces now, a cluster-wide one each namespace when it first acts there."""
+    from flexinfra import lease
+
+    if not settings.leases:
+        return None
+    keeper = lease.LeaseKeeper(duration=settings.lease_duration, renew=settings.lease_renew)
+    lease.set_keeper(keeper)
+    keeper.start(claim=list(settings.namespaces))
+    return keeper

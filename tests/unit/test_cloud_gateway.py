@@ -113,12 +113,25 @@ def test_credentials_errors_say_what_is_wrong_without_the_password():
     assert "s3cr3t" not in err.value.message
 
 
-def test_connection_cache_reuses_per_secret_version():
+def test_connection_cache_reuses_while_the_entry_is_unchanged():
     cache = ConnectionCache()
     first = cache.get("secret-uid", "1", CLOUDS, "demo")
     assert cache.get("secret-uid", "1", CLOUDS, "demo") is first
-    second = cache.get("secret-uid", "2", CLOUDS, "demo")
+    # a new resourceVersion with the same entry (a label, the in-use finalizer): same gateway
+    assert cache.get("secret-uid", "2", CLOUDS, "demo") is first
+    rotated = CLOUDS.replace("s3cr3t", "n3w-s3cr3t")
+    assert rotated != CLOUDS
+    second = cache.get("secret-uid", "3", rotated, "demo")
     assert second is not first
+
+
+def test_a_rotated_secret_does_not_break_the_passes_in_flight():
+    """The replaced gateway stays usable for the grace period (it was closed at once, and a
+    pass holding it failed with RuntimeError from its shut-down listing pool)."""
+    cache = ConnectionCache(grace=60)
+    first = cache.get("secret-uid", "1", CLOUDS, "demo")
+    cache.get("secret-uid", "2", CLOUDS.replace("s3cr3t", "n3w-s3cr3t"), "demo")
+    assert list(first._listers.map(lambda x: x * 2, [1, 2])) == [2, 4]
 
 
 def test_connections_keep_enough_sockets_for_concurrent_calls():

@@ -131,6 +131,7 @@ class Gateway:
         #: does Neutron take tags in a create's body? None: not known yet (first create asks)
         self.neutron_tags_on_create: bool | None = None
         self._tags_probe = threading.Lock()
+        self._identity: tuple[str, str] | None = None
 
     # --- the one call path ---------------------------------------------------------------------
     def call(
@@ -435,6 +436,19 @@ class Gateway:
         if tags:
             self.call("network", kind, "tag", self.sdk("network", "set_tags"), created, tags)
         return created
+
+    def identity(self) -> tuple[str, str]:
+        """(auth URL, project ID) of the tenant: what an object's resources are bound to. The
+        project comes from Keystone (the token), so a clouds.yaml that names the same project
+        differently still matches."""
+        if self._identity is None:
+            conn = self.conn
+            config = getattr(conn, "config", None)
+            auth = getattr(config, "auth", None) or {}
+            auth_url = str(auth.get("auth_url") or "").rstrip("/")
+            project = self.call("identity", "project", "get", lambda: conn.current_project_id)
+            self._identity = (auth_url, str(project))
+        return self._identity
 
     def close(self) -> None:
         self._listers.shutdown(wait=False)

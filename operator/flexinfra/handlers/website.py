@@ -15,6 +15,7 @@ from flexinfra.api.website import WebSiteResources, WebSiteSpec, WebSiteStatus
 from flexinfra.core.errors import InvalidSpec
 from flexinfra.core.tags import Owner
 from flexinfra.handlers.common import transient_streaks, validation_message
+from flexinfra.handlers.protection import holds_finalizer
 from flexinfra.handlers.runner import Runner, gateway_for
 from flexinfra.kinds.website import reconcile_website, teardown_website
 from flexinfra.reconcile.outcome import Outcome
@@ -97,7 +98,7 @@ def website_changed(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Ind
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=get_settings().drift_interval,
-            initial_delay=get_settings().drift_interval, idle=None)
+            initial_delay=get_settings().drift_interval, idle=None, when=holds_finalizer)
 def website_drift(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index,
                   **_: Any) -> None:
     """Puts back what was changed behind the operator's back; costs no writes when idle."""
@@ -106,6 +107,6 @@ def website_drift(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index
     run(body, patch, template_index, from_timer=True)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=holds_finalizer)
 def website_deleted(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     RUNNER.delete(body, patch, teardown_website)

@@ -38,6 +38,7 @@ from flexinfra.core.kinds import Kind
 from flexinfra.core.plan import Plan, PlannedAction, Problem
 from flexinfra.core.tags import Owner
 from flexinfra.metrics import RECONCILE_PHASE_SECONDS as PHASE
+from flexinfra.reconcile import guard
 from flexinfra.reconcile.executor import Execution, Executor
 from flexinfra.reconcile.outcome import Outcome
 from flexinfra.reconcile.quota import check_quota
@@ -145,6 +146,7 @@ def reconcile(kind: CloudKind, owner: Owner, spec: Any, gateway: Gateway,
     if plan.actions:
         with PHASE.labels(kind.name, "quota").time():
             check_quota(gateway, plan)
+        guard.before_write(gateway)
     executor = Executor(gateway, plan.known)
     try:
         with PHASE.labels(kind.name, "execute").time():
