@@ -13,6 +13,7 @@ snapshot, so drift checks cost O(kinds) list calls per tenant per period, not O(
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import logging
 import threading
 import time
@@ -27,13 +28,17 @@ from openstack import exceptions as os_exc
 from flexinfra.cloud.adapters import LISTED, LISTED_FOR_TEARDOWN, WAITING_KINDS, Adapter, adapter
 from flexinfra.cloud.errors import classify, status_of
 from flexinfra.cloud.metrics import DURATION, REQUESTS, outcome_of
-from flexinfra.core.errors import ErrorCode, FlexinfraError
+from flexinfra.core.errors import ErrorCode, FlexinfraError, TransientError
 from flexinfra.core.kinds import Kind
 from flexinfra.core.objects import CloudObject
 
 log = logging.getLogger(__name__)
 
 RETRYABLE_STATUS = {429, 502, 503, 504}
+#: refused before the service acted: any call may be sent again
+NOT_PROCESSED = {429, 503}
+#: the service (or a proxy in front of it) may have acted: a write is checked first
+AMBIGUOUS = {500, 502, 504}
 NEVER = float("-inf")  # the listing time of what was never listed
 
 
@@ -58,12 +63,22 @@ class TokenBucket:
 
 
 def _retry_after(exc: BaseException) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), capped at 10
+    minutes (a broken header must not park a site for a day)."""
     response = getattr(exc, "response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("Retry-After") if response is not None else None
+    if value is None:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), 600.0)
 
 
 @dataclass
@@ -81,6 +96,11 @@ class Snapshot:
 
     def of(self, kind: Kind | str) -> list[CloudObject]:
         return self.objects.get(Kind(kind), [])
+
+    def without(self, ids: set[str]) -> Snapshot:
+        """The same view less some objects (duplicates being removed)."""
+        objects = {k: [o for o in objs if o.id not in ids] for k, objs in self.objects.items()}
+        return Snapshot(objects, dict(self.listed_at), self.calls)
 
     def owned(self, uid: str) -> dict[Kind, list[CloudObject]]:
         """What carries the owner's mark, by kind (tags, Cinder metadata, or a name)."""
@@ -142,11 +162,21 @@ class Gateway:
         fn: Callable[..., Any],
         *args: Any,
         missing_ok: bool = False,
+        found: Callable[[], Any] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Run ``fn`` throttled, timed and counted; retry when safe; map errors.
 
         ``missing_ok``: a 404 returns None (a delete of something already gone is done).
+
+        Retries: reads and deletes on any transient fault; any call on 429/503 (the service
+        refused before acting). A write that failed with 500/502/504 may have happened (the
+        create ran twice that way): it is retried only when ``found`` (a lookup of the object
+        by its tags, from the adapter) says it did not, and what ``found`` returns is the
+        result otherwise. A write that timed out is not retried here: the next pass lists
+        afresh and finds it by its tags; a copy made anyway is removed
+        (``reconcile.duplicates``). ``Retry-After`` is honoured as the cloud says it; past
+        the retry budget, the error carries it (the pass comes back then).
         """
         idempotent = verb in ("list", "get", "find", "delete")
         deadline = time.monotonic() + self.retry_budget
@@ -171,10 +201,23 @@ class Gateway:
             except (os_exc.SDKException, ksa_exc.ClientException, OSError) as exc:
                 error = exc
                 status = status_of(exc)
-                transient = status in RETRYABLE_STATUS or (
-                    idempotent and (status is None or status >= 500)
-                )
-                delay = min(_retry_after(exc) or 0.5 * 2 ** (attempt - 1), 2.0)
+                retry_after = _retry_after(exc)
+                delay = retry_after if retry_after is not None else min(0.5 * 2 ** (attempt - 1),
+                                                                        2.0)
+                if idempotent:
+                    transient = status in RETRYABLE_STATUS or status is None or status >= 500
+                elif status in NOT_PROCESSED:
+                    transient = True
+                elif status in AMBIGUOUS and found is not None:
+                    time.sleep(min(delay, 1.0))  # let the service finish what it was doing
+                    made = found()
+                    if made is not None:
+                        log.warning("%s %s %s answered %s but happened: using the object "
+                                    "found by its tags", service, resource, verb, status)
+                        return made
+                    transient = True
+                else:
+                    transient = False
                 if transient and time.monotonic() + delay < deadline:
                     log.info(
                         "%s %s %s: %s; retry %d in %.1fs",
@@ -187,7 +230,10 @@ class Gateway:
                     )
                     time.sleep(delay)
                     continue
-                raise classify(exc, f"{verb} {resource}") from None
+                err = classify(exc, f"{verb} {resource}")
+                if retry_after is not None and isinstance(err, TransientError):
+                    err.retry_after = max(err.retry_after or 0.0, retry_after)
+                raise err from None
             finally:
                 elapsed = time.monotonic() - started
                 DURATION.labels(service, resource, verb).observe(elapsed)
@@ -404,7 +450,8 @@ class Gateway:
 
     # --- writes used by the executor ---------------------------------------------------------
     def neutron_create(
-        self, kind: str, method: Callable[..., Any], tags: list[str] | None, **attrs: Any
+        self, kind: str, method: Callable[..., Any], tags: list[str] | None,
+        found: Callable[[], Any] | None = None, **attrs: Any,
     ) -> Any:
         """Create with tags in the body (atomic) where Neutron takes them; else create, then
         tag (a crash in between leaves an untagged object with our name: adopted next pass).
@@ -416,7 +463,8 @@ class Gateway:
             with self._tags_probe:
                 if self.neutron_tags_on_create is None:
                     try:
-                        created = self.call("network", kind, "create", method, tags=tags, **attrs)
+                        created = self.call("network", kind, "create", method, tags=tags,
+                                            found=found, **attrs)
                         self.neutron_tags_on_create = True
                         return created
                     except FlexinfraError as err:
@@ -431,7 +479,7 @@ class Gateway:
                               created, tags)
                     return created
         if tags and self.neutron_tags_on_create:
-            return self.call("network", kind, "create", method, tags=tags, **attrs)
+            return self.call("network", kind, "create", method, tags=tags, found=found, **attrs)
         created = self.call("network", kind, "create", method, **attrs)
         if tags:
             self.call("network", kind, "tag", self.sdk("network", "set_tags"), created, tags)

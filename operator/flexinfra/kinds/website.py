@@ -157,6 +157,8 @@ def project(snap: Snapshot, intent: SiteIntent) -> ObservedSite:
     )
     if obs.floating_ip is None:
         obs.retained_ip = J.retained_ip(snap, intent.retained_tag)
+        vip = obs.load_balancer.get("vip_port_id") if obs.load_balancer else None
+        obs.vip_floating_ip = J.floating_ip_on(snap, vip, set())
     return obs
 
 

@@ -138,6 +138,7 @@ class ObservedSite:
     members: dict[int, list[CloudObject]] = field(default_factory=dict)
     floating_ip: CloudObject | None = None
     retained_ip: CloudObject | None = None
+    vip_floating_ip: CloudObject | None = None  # not ours, already on the VIP
     untagged: dict[str, CloudObject] = field(default_factory=dict)
     # resolved references (not owned)
     external_network_id: str | None = None
@@ -167,7 +168,8 @@ class ObservedSite:
 
     @property
     def floating_ip_view(self) -> FloatingIPObserved:
-        return FloatingIPObserved(self.floating_ip, self.retained_ip, self.external_network_id)
+        return FloatingIPObserved(self.floating_ip, self.retained_ip, self.external_network_id,
+                                  self.vip_floating_ip)
 
     def is_empty(self) -> bool:
         return not any([self.network, self.subnet, self.router, self.security_group,

@@ -140,3 +140,11 @@ def retained_ip(snap: Snapshot, retained_tag: str) -> CloudObject | None:
     """A floating IP released by a deleted owner of the same namespace and name."""
     return next((f for f in snap.of(Kind.FLOATING_IP)
                  if retained_tag and retained_tag in f.tags), None)
+
+
+def floating_ip_on(snap: Snapshot, port_id: str | None, owned_ids: set[str]) -> CloudObject | None:
+    """A floating IP that is not the owner's already on ``port_id`` (the VIP)."""
+    if not port_id:
+        return None
+    return next((f for f in snap.of(Kind.FLOATING_IP)
+                 if f.get("port_id") == port_id and f.id not in owned_ids), None)

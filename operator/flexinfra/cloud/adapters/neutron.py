@@ -25,8 +25,10 @@ class NeutronAdapter(Adapter):
     def create(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         """Tags go in the create's body where Neutron takes them (``Gateway.neutron_create``
         learns that once per tenant)."""
+        found = self.finder(gw, a, p)
         tags = p.pop("tags", None)
-        res = gw.neutron_create(self.kind, self.sdk(gw, "create"), tags, **self.named(a), **p)
+        res = gw.neutron_create(self.kind, self.sdk(gw, "create"), tags, found, **self.named(a),
+                                **p)
         return self.to_object(res)
 
     def named(self, a: PlannedAction) -> dict[str, str]:
@@ -159,6 +161,13 @@ class FloatingIP(NeutronAdapter):
 
     def is_orphan(self, obj: CloudObject, name: str) -> bool:
         return obj.get("description") == name and not T.has_owner(obj.tags)
+
+    def identity(self, obj: CloudObject) -> str:
+        return obj.get("description") or ""
+
+    def made_by(self, obj: CloudObject, a: PlannedAction, p: Params) -> bool:
+        wanted = set(p.get("tags") or [])
+        return obj.get("description") == a.name and bool(wanted) and wanted <= obj.tags
 
     def adopt(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         """Tag it, and put it where the plan wants it (an orphan, or a retained address)."""
