@@ -18,7 +18,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 
     * progress and diff-base in annotations under our prefix, not in ``status.kopf``;
     * only warnings become Kubernetes Events automatically: an idle operator must make
-      zero writes, and kopf would otherwise post an Event for every successful timer run.
+      zero writes, and kopf would otherwise post an Event for every successful timer run;
+    * no scanning of Namespaces and CRDs (least privilege, see ``manifests/rbac.yaml``).
     """
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
@@ -28,6 +29,10 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
         prefix=ANNOTATION_PREFIX, key=LAST_HANDLED_KEY
     )
     settings.posting.level = logging.WARNING
+    # no watch on Namespaces and CRDs: the API is discovered once at start (the CRDs are
+    # installed before the operator), so the RBAC needs neither, and a namespaced install
+    # needs no ClusterRole at all
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     # sync handlers run in this thread pool, one pass per site at a time, and a pass may wait

@@ -127,7 +127,8 @@ class Kube:
         return wait_for(check, timeout, f"{plural}/{name} Ready={status} reason={reason}")
 
     def delete_namespace(self, namespace: str) -> None:
-        """The sandbox has no controller-manager: empty the namespace, then finalize it."""
+        """Empty the namespace, then finalize it (by hand: the sandbox may have no
+        controller-manager; with one, its namespace controller does the same)."""
         for plural in ("websites", "sitetemplates", "galeraclusters", "glustervolumes"):
             self.kubectl("-n", namespace, "delete", plural, "--all", "--wait=false",
                          check=False)
@@ -135,8 +136,9 @@ class Kube:
             self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]
             for p in ("websites", "galeraclusters", "glustervolumes")), 300,
             f"flexinfra objects of {namespace} gone (finalizers released)")
+        # --wait=false: a Secret still held by the in-use finalizer must not block here
         self.kubectl("-n", namespace, "delete", "secrets,configmaps,events", "--all",
-                     check=False)
+                     "--wait=false", check=False)
         self.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace},
                 "spec": {"finalizers": []}}
@@ -210,6 +212,71 @@ class Operator:
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace")
                          for p in sorted(self.log_dir.glob(f"operator-{self.namespace}-*.log")))
+
+
+#: the shipped rules (manifests/rbac.yaml's ClusterRole), granted as a Role in a test namespace
+RBAC_MANIFEST = REPO / "manifests" / "rbac.yaml"
+OPERATOR_SA = "flexinfra-operator"
+
+
+def shipped_rules() -> list[dict]:
+    docs = list(yaml.safe_load_all(RBAC_MANIFEST.read_text()))
+    return next(d for d in docs if d and d.get("kind") == "ClusterRole")["rules"]
+
+
+def serviceaccount_mode(kube: Kube) -> bool:
+    """Run the e2e operator as a ServiceAccount with the shipped RBAC, not as the sandbox's
+    system:masters admin: on when kube-controller-manager runs in the sandbox (its token
+    controller makes ServiceAccount tokens), unless FLEXINFRA_E2E_ADMIN=1."""
+    if os.environ.get("FLEXINFRA_E2E_ADMIN") == "1":
+        return False
+    if os.environ.get("FLEXINFRA_E2E_SERVICEACCOUNT") == "1":
+        return True
+    try:
+        with socket.create_connection(("127.0.0.1", 10257), timeout=0.5):
+            return True  # kube-controller-manager's port (flexinfra_sandbox.kube)
+    except OSError:
+        return False
+
+
+def serviceaccount_kubeconfig(kube: Kube, namespace: str, out: Path,
+                              rules: list[dict] | None = None, name: str = OPERATOR_SA) -> Path:
+    """A ServiceAccount in ``namespace`` bound to a Role with the shipped rules (what the chart
+    grants with watchNamespaces), and a kubeconfig with its token (made by the controller-
+    manager's token controller)."""
+    kube.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": namespace}})
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": name, "namespace": namespace},
+                "rules": rules if rules is not None else shipped_rules()})
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": name, "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                            "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name,
+                              "namespace": namespace}]})
+
+    def token() -> str | None:
+        sa = kube.core.read_namespaced_service_account(name, namespace)
+        for ref in sa.secrets or []:
+            secret = kube.core.read_namespaced_secret(ref.name, namespace)
+            if secret.type == "kubernetes.io/service-account-token" and secret.data:
+                import base64
+
+                return base64.b64decode(secret.data["token"]).decode()
+        return None
+
+    value = wait_for(token, 60, f"a token for ServiceAccount {namespace}/{name}")
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+              "users": [{"name": name, "user": {"token": value}}],
+              "contexts": [{"name": name, "context": {"cluster": cluster["name"], "user": name,
+                                                      "namespace": namespace}}],
+              "current-context": name}
+    out.write_text(yaml.safe_dump(config))
+    out.chmod(0o600)
+    return out
 
 
 def _port_open(port: int) -> bool:
