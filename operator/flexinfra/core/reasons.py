@@ -32,3 +32,5 @@ class Reason(StrEnum):
     AS_EXPECTED = "AsExpected"
     SERVER_FAILED = "ServerFailed"  # Degraded: a server keeps failing, kept for inspection
     NO_VALID_HOST = "NoValidHost"  # Degraded: Nova finds no host for a server
+    REPLICAS_UNAVAILABLE = "ReplicasUnavailable"  # Degraded: fewer serving than asked
+    MEMBER_ERROR = "MemberError"  # Degraded: a pool member fails its health check

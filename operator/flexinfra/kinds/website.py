@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from flexinfra.api.website import FloatingIPStatus, ServerStatus, WebSiteResources
@@ -94,7 +95,11 @@ def site_intent(owner: Owner, spec: Any, template: Any) -> SiteIntent:
         key_name=template.key_name,
         server_metadata=dict(template.metadata),
         template_ports=tuple((p.port, str(p.protocol).lower()) for p in template.ports),
-        ingress=tuple((rule.port, str(rule.protocol).lower(), rule.from_) for rule in spec.ingress),
+        # normalised (10.0.0.5/24 -> 10.0.0.0/24): Neutron stores it so, and a rule compared
+        # with what it wrote would be re-created on every pass
+        ingress=tuple((rule.port, str(rule.protocol).lower(),
+                       str(ipaddress.ip_network(rule.from_, strict=False)))
+                      for rule in spec.ingress),
         lb_ports=tuple(lb.ports),
         lb_protocol=str(lb.protocol),
         lb_algorithm=str(lb.algorithm),
@@ -113,9 +118,23 @@ def site_intent(owner: Owner, spec: Any, template: Any) -> SiteIntent:
     )
 
 
-def spec_problems(intent: SiteIntent) -> list[str]:
+#: the longest name a site makes: its server group, ``<prefix>-soft-anti-affinity-<uid>``;
+#: every OpenStack name is at most 255 characters
+MAX_PREFIX = 255 - len("-soft-anti-affinity-") - 36
+
+
+def spec_problems(intent: SiteIntent, spec: Any = None) -> list[str]:
     """What is wrong with the spec whatever the cloud holds."""
     problems = []
+    if len(intent.prefix) > MAX_PREFIX:
+        problems.append(
+            f"namespace and name are too long together ({len(intent.prefix)} characters in "
+            f"the object names' prefix {intent.prefix[:40]}..., at most {MAX_PREFIX}): "
+            "OpenStack names stop at 255 characters; use a shorter name"
+        )
+    if spec is not None and spec.storage.gluster_volume:
+        problems.append("storage.glusterVolume is not supported yet (GlusterVolume is on its "
+                        "way): remove it; it would be ignored")
     declared = {port for port, _ in intent.template_ports}
     missing = [p for p in intent.lb_ports if p not in declared]
     if missing:
@@ -220,7 +239,7 @@ class WebSiteKind(CloudKind[SiteIntent, ObservedSite]):
                 f"SiteTemplate {spec.template!r} not found: create it or fix spec.template"
             )
         intent = site_intent(owner, spec, template)
-        problems = spec_problems(intent)
+        problems = spec_problems(intent, spec)
         if problems:
             raise InvalidSpec("; ".join(problems))
         return intent

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from flexinfra.core.kinds import Kind
 from flexinfra.core.objects import CloudObject
-from flexinfra.core.plan import Plan
+from flexinfra.core.plan import Plan, Problem
+from flexinfra.core.reasons import Reason
 from flexinfra.planning.builder import PlanBuilder
 from flexinfra.planning.fleet import plan_fleet, plan_server_group
 from flexinfra.planning.floating_ip import FloatingIPIntent, FloatingIPObserved, plan_floating_ip
@@ -197,6 +198,7 @@ def plan_site(intent: SiteIntent, observed: ObservedSite) -> tuple[Plan, list[st
                                   for port, v in fleet.joining])
         plan_floating_ip(b, i.floating_ip, o.floating_ip_view, o.load_balancer)
     plan = b.plan
+    degraded(plan, i, o)
     if not plan.invalid:
         address = None
         if i.public_ip and o.floating_ip is not None:
@@ -205,6 +207,26 @@ def plan_site(intent: SiteIntent, observed: ObservedSite) -> tuple[Plan, list[st
             address = o.load_balancer.get("vip_address")
         plan.url = site_url(i, address)
     return plan, plan.invalid
+
+
+def degraded(plan: Plan, i: SiteIntent, o: ObservedSite) -> None:
+    """The Degraded condition's causes the fleet does not report itself: a site that serves,
+    with nothing left to do, but with fewer servers than asked; a pool member that Octavia
+    sees as failing its health check."""
+    for port, members in sorted(o.members.items()):
+        failing = sorted(m.name or m.get("address") or m.id for m in members
+                         if m.get("operating_status") == "ERROR")
+        if failing:
+            plan.problems.append(Problem(
+                Reason.MEMBER_ERROR,
+                f"pool {port}: member(s) {', '.join(failing)} fail the health check",
+            ))
+    if (not plan.invalid and not plan.blocked and plan.converged and i.replicas
+            and plan.ready_replicas < i.replicas):
+        plan.problems.append(Problem(
+            Reason.REPLICAS_UNAVAILABLE,
+            f"serving with {plan.ready_replicas} of {i.replicas} servers",
+        ))
 
 
 def site_url(intent: SiteIntent, address: str | None) -> str | None:

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 #: come back this soon while the cloud works (BUILD, PENDING_*): a pass that only waits
 #: costs a few list calls shared by every waiting owner of the tenant
 BUSY_REQUEUE = 1.0
+#: OpenStack's limit on names (Nova, Neutron, Octavia, Cinder)
+MAX_NAME = 255
 
 I = TypeVar("I")  # noqa: E741 - the kind's intent
 O = TypeVar("O")  # noqa: E741 - the kind's observation
@@ -135,6 +137,10 @@ def observe_and_plan(
     observed = kind.project(snap, intent)
     kind.lookups(gateway, intent, observed)
     plan = kind.plan(intent, observed)
+    too_long = sorted({a.name for a in plan.actions if len(a.name) > MAX_NAME})
+    if too_long:  # a kind should refuse them from its intent; this is the net under it
+        plan.invalid.append(f"object name(s) longer than {MAX_NAME} characters, which "
+                            f"OpenStack refuses: {too_long[0][:60]}...; use a shorter name")
     if plan.invalid:
         raise InvalidSpec("; ".join(plan.invalid))
     return intent, observed, plan
