@@ -232,3 +232,14 @@ def test_servers_kept_in_error_show_as_degraded(cloud, events):
     again = run(applied(body(), patch))
     conds = {c["type"]: c for c in again["status"]["conditions"]}
     assert conds["Degraded"]["status"] == "False" and conds["Degraded"]["reason"] == "AsExpected"
+
+
+def test_a_drift_pass_that_repairs_comes_back_until_converged(cloud, events):
+    """Item 7: a repair of several steps advanced one step per drift interval (a server
+    deleted behind the operator's back served again after 147 s at a 60 s interval)."""
+    cloud["outcome"] = busy_outcome()
+    with pytest.raises(kopf.TemporaryError) as err:
+        run(body(), from_timer=True)
+    assert err.value.delay == 5.0
+    cloud["outcome"] = ready_outcome()
+    run(body(), from_timer=True)  # converged: no requeue, the timer's interval again

@@ -189,7 +189,11 @@ class Runner:
             # no finalizer, hence no drift timer (kopf's timers need one): an object that
             # never wrote and waits for someone (a Secret, a template) is looked at again
             outcome.requeue_after = get_settings().drift_interval
-        if outcome.requeue_after is not None and not from_timer:
+        # a drift pass that found something to repair comes back like any other pass until the
+        # repair is done (kopf retries a timer that raises after the delay, keeping its state in
+        # memory: no write); it used to return, and a repair of several steps advanced one
+        # step per drift interval
+        if outcome.requeue_after is not None:
             delay = max(backoff(uid), outcome.requeue_after) if transient else outcome.requeue_after
             marker = TRANSIENT if transient else PROGRESSING
             raise kopf.TemporaryError(f"{marker} {outcome.message}", delay=delay)
