@@ -118,6 +118,11 @@ class LeaseKeeper:
         self._held: dict[str, float] = {}
         #: namespace -> (checked at, holder) of a namespace another instance holds
         self._others: dict[str, tuple[float, str]] = {}
+        #: namespaces this instance has objects in (the renewal thread tries to take them)
+        self._wanted: set[str] = set()
+        #: called (from the renewal thread) with a namespace this instance just took over:
+        #: its objects saw no event meanwhile, so something must wake their handlers
+        self.on_acquire: Any = None
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -193,6 +198,13 @@ class LeaseKeeper:
         return False, holder or "another instance"
 
     # --- the decisions the handlers ask ----------------------------------------------------
+    def want(self, namespace: str) -> bool:
+        """For kopf's ``when`` filters (in its event loop: no I/O here): note the interest,
+        answer from memory. The renewal thread takes a wanted namespace once it is free."""
+        with self._lock:
+            self._wanted.add(namespace)
+        return self.holds(namespace)
+
     def holds(self, namespace: str) -> bool:
         """Held, with the safety margin (see the module docstring)."""
         with self._lock:
@@ -229,8 +241,11 @@ class LeaseKeeper:
 
     # --- renewal -------------------------------------------------------------------------------
     def start(self, claim: list[str] | tuple[str, ...] = ()) -> None:
-        """Claim ``claim`` now (a namespaced instance's namespaces) and renew from then on."""
+        """Claim ``claim`` now, before kopf starts (its resume handlers then run here, with
+        no wake-up needed), and renew from then on."""
         for namespace in claim:
+            with self._lock:
+                self._wanted.add(namespace)
             self.try_hold(namespace)
         if self._thread is None:
             self._thread = threading.Thread(target=self._renew_loop, name="lease-renewal",
@@ -243,13 +258,26 @@ class LeaseKeeper:
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.renew):
-            with self._lock:
-                held = list(self._held)
-            for namespace in held:
+            self.renew_once()
+
+    def renew_once(self) -> None:
+        """Renew what is held; try to take what is wanted and not held (a standby's poll: one
+        read per namespace per period); wake the objects of a namespace just taken over."""
+        with self._lock:
+            held = set(self._held)
+            wanted = set(self._wanted) - held
+        for namespace in sorted(held | wanted):
+            try:
+                got, _ = self.try_hold(namespace)
+            except Exception as e:  # keep renewing the others
+                log.warning("lease %s/%s: renewal failed: %s", namespace, LEASE_NAME, e)
+                continue
+            if got and namespace not in held and self.on_acquire is not None:
                 try:
-                    self.try_hold(namespace)
-                except Exception as e:  # keep renewing the others
-                    log.warning("lease %s/%s: renewal failed: %s", namespace, LEASE_NAME, e)
+                    self.on_acquire(namespace)
+                except Exception as e:  # the drift timer wakes them anyway, later
+                    log.warning("lease %s/%s: waking its objects failed: %s", namespace,
+                                LEASE_NAME, e)
 
 
 #: the process-wide keeper; ``None`` when leases are off (unit tests, ``flexinfra plan``)

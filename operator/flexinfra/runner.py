@@ -9,7 +9,14 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from flexinfra.api import ANNOTATION_PREFIX, FINALIZER, LAST_HANDLED_KEY
+from flexinfra.api import (
+    ACTING_INSTANCE_ANNOTATION,
+    ANNOTATION_PREFIX,
+    FINALIZER,
+    GROUP,
+    LAST_HANDLED_KEY,
+    VERSION,
+)
 from flexinfra.settings import Settings, get_settings, set_settings
 
 
@@ -118,6 +125,46 @@ def start_leases(settings: Settings) -> Any:
     if not settings.leases:
         return None
     keeper = lease.LeaseKeeper(duration=settings.lease_duration, renew=settings.lease_renew)
+    keeper.on_acquire = lambda namespace: wake(namespace, keeper.me)
     lease.set_keeper(keeper)
-    keeper.start(claim=list(settings.namespaces))
+    keeper.start(claim=list(settings.namespaces) or namespaces_in_use())
     return keeper
+
+
+#: the kinds an instance acts on, for the wake-up after a takeover
+ACTING_PLURALS = ("websites", "galeraclusters", "glustervolumes")
+
+
+def namespaces_in_use() -> list[str]:
+    """A cluster-wide instance claims, before kopf starts, the namespaces that hold objects:
+    its resume handlers then run there as usual (a namespace taken later is woken up)."""
+    from kubernetes.client.rest import ApiException
+
+    from flexinfra import k8s
+
+    found: set[str] = set()
+    for plural in ACTING_PLURALS:
+        try:
+            items = k8s.custom().list_cluster_custom_object(GROUP, VERSION, plural)["items"]
+        except ApiException:
+            continue  # a kind not installed
+        found |= {i["metadata"]["namespace"] for i in items}
+    return sorted(found)
+
+
+def wake(namespace: str, me: str) -> None:
+    """After a takeover: this instance ignored the namespace's events while it stood by, so
+    its objects get an annotation naming it, which runs their change handler here."""
+    from kubernetes.client.rest import ApiException
+
+    from flexinfra import k8s
+
+    for plural in ACTING_PLURALS:
+        try:
+            items = k8s.list_objects(plural, namespace)
+        except ApiException:
+            continue
+        for item in items:
+            k8s.annotate(plural, namespace, item["metadata"]["name"],
+                         {ACTING_INSTANCE_ANNOTATION: me})
+    logging.getLogger(__name__).info("lease %s: took over; woke its objects", namespace)

@@ -162,11 +162,13 @@ class Operator:
     proc: subprocess.Popen | None = None
     metrics_port: int = 0
     runs: int = 0
+    #: tells apart two instances on one namespace (the takeover test) in log file names
+    label: str = ""
 
     def start(self) -> None:
         self.runs += 1
         self.metrics_port = free_port()
-        log = (self.log_dir / f"operator-{self.namespace}-{self.runs}.log").open("wb")
+        log = (self.log_dir / f"operator-{self.namespace}{self.label}-{self.runs}.log").open("wb")
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -210,8 +212,12 @@ class Operator:
         return out
 
     def log_text(self) -> str:
-        return "\n".join(p.read_text(errors="replace")
-                         for p in sorted(self.log_dir.glob(f"operator-{self.namespace}-*.log")))
+        return "\n".join(p.read_text(errors="replace") for p in sorted(
+            self.log_dir.glob(f"operator-{self.namespace}{self.label}-*.log")))
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
 
 #: the shipped rules (manifests/rbac.yaml's ClusterRole), granted as a Role in a test namespace
@@ -322,6 +328,57 @@ def owned_by(conn: openstack.connection.Connection, uid: str) -> dict[str, list[
                     if (v.metadata or {}).get("flexinfra-owner") == uid],
     }
     return {k: v for k, v in found.items() if v}
+
+
+def named_like(conn: openstack.connection.Connection, prefix: str) -> dict[str, list[str]]:
+    """Everything in the tenant whose name (a floating IP: its description) starts with
+    ``prefix``, tagged or not: the leak detector for what lost its tags."""
+    def named(items, attr="name"):
+        return [i.id for i in items if (getattr(i, attr, None) or "").startswith(prefix)]
+
+    found = {
+        "networks": named(conn.network.networks()),
+        "subnets": named(conn.network.subnets()),
+        "routers": named(conn.network.routers()),
+        "ports": named(conn.network.ports()),
+        "security_groups": named(conn.network.security_groups()),
+        "floating_ips": named(conn.network.ips(), "description"),
+        "servers": named(conn.compute.servers()),
+        "server_groups": named(conn.compute.server_groups()),
+        "volumes": named(conn.block_storage.volumes()),
+        "load_balancers": named(conn.load_balancer.load_balancers()),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+def on_subnet(conn: openstack.connection.Connection, cidr: str) -> dict[str, list[str]]:
+    """Subnets of ``cidr`` and every port with an address in it: what a lost network or a
+    port that escaped both tag and name would leave."""
+    import ipaddress
+
+    net = ipaddress.ip_network(cidr)
+    subnets = [s.id for s in conn.network.subnets()
+               if s.cidr and ipaddress.ip_network(s.cidr, strict=False).overlaps(net)]
+    ports = [p.id for p in conn.network.ports()
+             if any(ipaddress.ip_address(ip["ip_address"]) in net
+                    for ip in p.fixed_ips or [] if ":" not in ip["ip_address"])]
+    found = {"subnets": subnets, "ports": ports}
+    return {k: v for k, v in found.items() if v}
+
+
+def leaks(conn: openstack.connection.Connection, uid: str, prefix: str,
+          cidr: str | None) -> dict[str, dict[str, list[str]]]:
+    """What is left of one owner, looked for three ways: by tag, by name, by subnet."""
+    out = {"tag": owned_by(conn, uid), "name": named_like(conn, prefix)}
+    if cidr:
+        out["subnet"] = on_subnet(conn, cidr)
+    return {k: v for k, v in out.items() if v}
+
+
+def prefix_of(namespace: str, name: str) -> str:
+    from flexinfra.core.tags import Owner
+
+    return Owner("", namespace, name).prefix
 
 
 def dump(obj: Any) -> str:

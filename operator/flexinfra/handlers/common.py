@@ -35,6 +35,24 @@ class RequeueLogFilter(logging.Filter):
         return True
 
 
+def lease_active(namespace: str | None = None, **_: Any) -> bool:
+    """kopf's ``when`` filter of every handler that acts: this instance holds the namespace's
+    Lease (``flexinfra.lease``). An instance standing by is blind to the object: kopf stores
+    no state for it and writes nothing (a handler that raised instead would write kopf's
+    progress annotations, shared with the active instance, and postpone its passes)."""
+    from flexinfra import lease
+
+    if lease.KEEPER is None or namespace is None:
+        return True
+    return lease.KEEPER.want(namespace)
+
+
+def acting_and_finalized(namespace: str | None = None, body: Any = None, **kw: Any) -> bool:
+    from flexinfra.handlers.protection import holds_finalizer
+
+    return holds_finalizer(body) and lease_active(namespace)
+
+
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 

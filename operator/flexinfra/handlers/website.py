@@ -8,13 +8,23 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from flexinfra.api import GROUP, TEMPLATE_GENERATION_ANNOTATION, VERSION
+from flexinfra.api import (
+    ACTING_INSTANCE_ANNOTATION,
+    GROUP,
+    TEMPLATE_GENERATION_ANNOTATION,
+    VERSION,
+)
 from flexinfra.api.conditions import Condition
 from flexinfra.api.sitetemplate import SiteTemplateSpec
 from flexinfra.api.website import WebSiteResources, WebSiteSpec, WebSiteStatus
 from flexinfra.core.errors import InvalidSpec
 from flexinfra.core.tags import Owner
-from flexinfra.handlers.common import transient_streaks, validation_message
+from flexinfra.handlers.common import (
+    acting_and_finalized,
+    lease_active,
+    transient_streaks,
+    validation_message,
+)
 from flexinfra.handlers.protection import holds_finalizer
 from flexinfra.handlers.runner import Runner, gateway_for
 from flexinfra.kinds.website import reconcile_website, teardown_website
@@ -87,11 +97,13 @@ def run(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index, *,
                from_timer=from_timer)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-@kopf.on.field(GROUP, VERSION, PLURAL,
+@kopf.on.resume(GROUP, VERSION, PLURAL, when=lease_active)
+@kopf.on.create(GROUP, VERSION, PLURAL, when=lease_active)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", when=lease_active)
+@kopf.on.field(GROUP, VERSION, PLURAL, when=lease_active,
                field=("metadata", "annotations", TEMPLATE_GENERATION_ANNOTATION))
+@kopf.on.field(GROUP, VERSION, PLURAL, when=lease_active,
+               field=("metadata", "annotations", ACTING_INSTANCE_ANNOTATION))
 def website_changed(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index,
                     **_: Any) -> None:
     run(body, patch, template_index, from_timer=False)
@@ -107,6 +119,6 @@ def website_drift(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index
     run(body, patch, template_index, from_timer=True)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, when=holds_finalizer)
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=acting_and_finalized)
 def website_deleted(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     RUNNER.delete(body, patch, teardown_website)
