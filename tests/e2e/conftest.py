@@ -65,3 +65,14 @@ def namespace(operator_box):
 @pytest.fixture(scope="module")
 def operator(operator_box) -> Operator:
     return operator_box[1]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault campaign's totals (`make campaign`), when campaign tests ran."""
+    from tests.e2e import campaign_totals
+
+    lines = campaign_totals.report()
+    if lines:
+        terminalreporter.section("fault campaign totals")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -280,7 +280,8 @@ def test_neutron_tags_on_create_are_learnt_from_codes_not_words():
     gw = Gateway(conn=None)
     gw.sdk = lambda proxy, method: lambda *a, **kw: None  # set_tags
     create = NeutronRefusing()
-    assert gw.neutron_create("network", create, ["t"], name="n") == {"id": "net-1"}
+    assert gw.neutron_create("network", create, ["t"], name="n") == {"id": "net-1",
+                                                                      "tags": ["t"]}
     assert gw.neutron_tags_on_create is False and create.calls == [["name", "tags"], ["name"]]
     # a create refused for another reason leaves the question open for the next one
     gw = Gateway(conn=None)
@@ -288,3 +289,22 @@ def test_neutron_tags_on_create_are_learnt_from_codes_not_words():
     with pytest.raises(CloudError):
         gw.neutron_create("network", refusing, ["t"], name="n")
     assert gw.neutron_tags_on_create is None
+
+
+def test_tags_accepted_in_a_create_but_dropped_are_set_and_not_trusted_again():
+    """This sandbox's Neutron refuses tags in a network's POST but takes and drops them in a
+    port's: a tenant whose first create was a port learnt "yes" and made untagged ports."""
+    gw = Gateway(conn=None)
+    tagged = []
+    gw.sdk = lambda proxy, method: lambda res, tags: tagged.append((res["id"], tags))
+    ports = []
+
+    def create_port(**attrs):
+        ports.append(sorted(attrs))
+        return {"id": f"port-{len(ports)}", "tags": []}  # tags accepted, then dropped
+
+    first = gw.neutron_create("port", create_port, ["t"], name="p")
+    assert first["tags"] == ["t"] and tagged == [("port-1", ["t"])]
+    assert gw.neutron_tags_on_create is False
+    gw.neutron_create("port", create_port, ["t"], name="p")
+    assert ports[-1] == ["name"] and tagged[-1] == ("port-2", ["t"])  # create, then tag

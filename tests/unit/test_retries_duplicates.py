@@ -151,3 +151,19 @@ def test_a_floating_ip_already_on_the_vip_is_adopted_not_created_again():
     b = PlanBuilder("u")
     plan_floating_ip(b, intent, FloatingIPObserved(None, None, "ext", theirs), lb)
     assert not b.plan.actions and b.plan.blocked
+
+
+def test_teardown_takes_what_the_owner_made_without_tagging_it():
+    """Killed between a port's create and its tags, then deleted: the untagged port kept its
+    subnet, hence the finalizer, forever (the takeover test found it)."""
+    from flexinfra.cloud.gateway import Snapshot
+    from flexinfra.reconcile.teardown import with_orphans
+
+    port = CloudObject(Kind.PORT, "p1", "fi-ns-a-web-0", "DOWN", frozenset(), {})
+    attached = CloudObject(Kind.PORT, "p2", "fi-ns-a-web-1", "ACTIVE", frozenset(),
+                           {"device_owner": "compute:az1"})  # next pass, once detached
+    retained = CloudObject(Kind.FLOATING_IP, "f1", "", "DOWN",
+                           frozenset({"flexinfra-retained:abc"}), {"description": "fi-ns-a-fip"})
+    other = CloudObject(Kind.PORT, "p3", "fi-ns-ab-web-0", "DOWN", frozenset(), {})
+    snap = Snapshot({Kind.PORT: [port, attached, other], Kind.FLOATING_IP: [retained]})
+    assert with_orphans(snap, {}, "fi-ns-a") == {Kind.PORT: [port]}

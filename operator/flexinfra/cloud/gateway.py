@@ -81,6 +81,11 @@ def _retry_after(exc: BaseException) -> float | None:
     return min(max(seconds, 0.0), 600.0)
 
 
+def _has_tags(obj: Any, tags: list[str]) -> bool:
+    have = obj.get("tags") if isinstance(obj, dict) else getattr(obj, "tags", None)
+    return set(tags) <= set(have or [])
+
+
 @dataclass
 class Snapshot:
     """One tenant-wide view: kind -> objects, each kind with the time its listing started."""
@@ -457,7 +462,12 @@ class Gateway:
         tag (a crash in between leaves an untagged object with our name: adopted next pass).
 
         Which one is learnt once per tenant, by the first create; the creates that come
-        meanwhile wait for the answer rather than all being refused with a 400.
+        meanwhile wait for the answer rather than all being refused with a 400. A create
+        with tags in its body is believed only when what it returns carries them: a Neutron
+        may refuse them for networks (400) yet accept and drop them for ports, so a tenant
+        whose first create was a port learnt "yes" and made every port untagged (found by
+        the takeover test: the teardown then left the port and its subnet behind). Any sign
+        of "no" switches the tenant to create-then-tag for good.
         """
         if tags and self.neutron_tags_on_create is None:
             with self._tags_probe:
@@ -465,24 +475,36 @@ class Gateway:
                     try:
                         created = self.call("network", kind, "create", method, tags=tags,
                                             found=found, **attrs)
-                        self.neutron_tags_on_create = True
-                        return created
                     except FlexinfraError as err:
                         if err.code is not ErrorCode.BAD_REQUEST:
                             raise
+                    else:
+                        self.neutron_tags_on_create = _has_tags(created, tags)
+                        return self._tagged(kind, created, tags)
                     # refused as a bad request: if the same create without tags goes
                     # through, the tags were what this Neutron refused (if it fails too, it
                     # raises, and the question stays open for the next create)
                     created = self.call("network", kind, "create", method, **attrs)
                     self.neutron_tags_on_create = False
-                    self.call("network", kind, "tag", self.sdk("network", "set_tags"),
-                              created, tags)
-                    return created
+                    return self._tagged(kind, created, tags)
         if tags and self.neutron_tags_on_create:
-            return self.call("network", kind, "create", method, tags=tags, found=found, **attrs)
+            created = self.call("network", kind, "create", method, tags=tags, found=found,
+                                **attrs)
+            if not _has_tags(created, tags):
+                self.neutron_tags_on_create = False
+            return self._tagged(kind, created, tags)
         created = self.call("network", kind, "create", method, **attrs)
-        if tags:
+        return self._tagged(kind, created, tags)
+
+    def _tagged(self, kind: str, created: Any, tags: list[str] | None) -> Any:
+        """``created`` with ``tags`` on it (set now if the create did not put them)."""
+        if tags and not _has_tags(created, tags):
             self.call("network", kind, "tag", self.sdk("network", "set_tags"), created, tags)
+            if isinstance(created, dict):
+                created = {**created, "tags": list(tags)}
+            else:
+                with contextlib.suppress(Exception):  # an SDK resource: keep what we know
+                    created.tags = list(tags)
         return created
 
     def identity(self) -> tuple[str, str]:
