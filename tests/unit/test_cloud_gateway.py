@@ -308,3 +308,20 @@ def test_tags_accepted_in_a_create_but_dropped_are_set_and_not_trusted_again():
     assert gw.neutron_tags_on_create is False
     gw.neutron_create("port", create_port, ["t"], name="p")
     assert ports[-1] == ["name"] and tagged[-1] == ("port-2", ["t"])  # create, then tag
+
+
+def test_a_connection_that_lists_404_is_replaced():
+    """A tenant-wide listing cannot be missing: the connection's endpoint is wrong (seen in
+    the campaign after a version discovery timed out). The pass retries; the cache makes a
+    new gateway instead of keeping the broken one for good."""
+    cache = ConnectionCache()
+    first = cache.get("secret-uid", "1", CLOUDS, "demo")
+
+    def not_found(**_):
+        raise os_exc.NotFoundException(message="404", http_status=404)
+
+    first.sdk = lambda proxy, method: not_found
+    with pytest.raises(TransientError):
+        first.inventory(max_age=0)
+    assert first.broken
+    assert cache.get("secret-uid", "1", CLOUDS, "demo") is not first

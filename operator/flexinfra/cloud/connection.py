@@ -128,7 +128,7 @@ class ConnectionCache:
             json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()
         with self._lock:
             hit = self._entries.get((secret_key, cloud_name))
-            if hit is not None and hit[0] == fingerprint:
+            if hit is not None and hit[0] == fingerprint and not hit[1].broken:
                 return hit[1]
             gateway = Gateway(connect(entry), label=f"{secret_key}/{cloud_name}", **self._options)
             self._entries[(secret_key, cloud_name)] = (fingerprint, gateway)

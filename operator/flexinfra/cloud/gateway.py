@@ -157,6 +157,8 @@ class Gateway:
         self.neutron_tags_on_create: bool | None = None
         self._tags_probe = threading.Lock()
         self._identity: tuple[str, str] | None = None
+        #: the connection is unusable (see ``_listing``): the cache makes a new gateway
+        self.broken = False
 
     # --- the one call path ---------------------------------------------------------------------
     def call(
@@ -309,8 +311,19 @@ class Gateway:
             if listed_at > after:
                 return listed_at, objects, 0
             started = time.monotonic()
-            items = self.call(a.service, a.kind, "list", self.sdk(a.proxy, a.lister),
-                              **a.list_query)
+            try:
+                items = self.call(a.service, a.kind, "list", self.sdk(a.proxy, a.lister),
+                                  **a.list_query)
+            except FlexinfraError as err:
+                if err.code is not ErrorCode.NOT_FOUND:
+                    raise
+                # a tenant-wide collection is never missing: the connection's endpoint is
+                # wrong (found by the campaign: a version discovery that timed out left a
+                # connection listing a path that does not exist, for good). Reconnect.
+                self.broken = True
+                raise TransientError(f"list {a.kind}: the endpoint answered 404 for a listing; "
+                                     "reconnecting; will retry",
+                                     code=ErrorCode.UNREACHABLE) from None
             objects = [a.to_object(item) for item in items]
             self._listings[a.kind] = (started, objects)
             if a.kind is Kind.POOL:  # members of pools that are gone need no memory
