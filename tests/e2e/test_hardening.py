@@ -215,6 +215,10 @@ def test_the_standby_takes_over_when_the_active_instance_dies(kube, box, conn):
     assert counts.get("load_balancers") == 1 and counts.get("floating_ips") == 1, counts
     assert not [e for e in kube.events(box.ns, "twin") if e["reason"] == "DuplicateRemoved"]
 
+    # the killed instance comes back: now it stands by. A deletion seen by a standby must not
+    # let kopf drop the finalizer (the campaign found three sites vanish that way)
+    active.start()
     kube.delete("websites", box.ns, "twin")
     wait_for(lambda: not kube.exists("websites", box.ns, "twin"), 300, "teardown done")
     assert leaks(conn, uid, prefix_of(box.ns, "twin") + "-", "10.60.5.0/24") == {}
+    assert "standing by" in active.log_text()  # it saw the deletion and left it to the holder

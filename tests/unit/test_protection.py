@@ -208,3 +208,23 @@ def test_a_standby_polls_what_it_wants_and_wakes_the_namespace_it_takes_over():
     assert woken == ["ns"] and b.want("ns") is True
     b.renew_once()
     assert woken == ["ns"]  # once, on the takeover
+
+
+def test_a_standby_never_lets_kopf_drop_the_finalizer_of_an_object_being_deleted(monkeypatch):
+    """kopf removes the finalizer of a deleting object when no handler asks for it: the delete
+    handler's filter must match a deleting object whoever holds the Lease."""
+    from flexinfra import lease
+    from flexinfra.handlers.common import deletion_filter, lease_active
+
+    class Standby:
+        def want(self, ns):
+            return False
+
+    monkeypatch.setattr(lease, "KEEPER", Standby())
+    live = raw([FINALIZER])
+    deleting = raw([FINALIZER])
+    deleting["metadata"]["deletionTimestamp"] = "2026-12-04T18:00:00Z"
+    assert not lease_active("ns")
+    assert not deletion_filter("ns", live)  # live: blind (kopf stores nothing)
+    assert deletion_filter("ns", deleting)  # deleting: the handler runs, keeps the finalizer
+    assert not deletion_filter("ns", raw([]))  # never wrote: nothing to clean up

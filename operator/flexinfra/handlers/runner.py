@@ -234,10 +234,10 @@ class Runner:
         """Ordered teardown; the finalizer goes only when a tag sweep finds nothing left."""
         meta = body.metadata
         other = standby(meta.namespace)
-        if other is not None:
+        if other is not None:  # keep the finalizer; look again soon (a takeover may be due)
             raise kopf.TemporaryError(f"{PROGRESSING} standing by: {other} acts on namespace "
                                       f"{meta.namespace}",
-                                      delay=lease.KEEPER.duration if lease.KEEPER else 15)
+                                      delay=lease.KEEPER.renew if lease.KEEPER else 3)
         with object_lock(meta.uid, wait=True):
             try:
                 try:

@@ -20,7 +20,7 @@ from flexinfra.api.website import WebSiteResources, WebSiteSpec, WebSiteStatus
 from flexinfra.core.errors import InvalidSpec
 from flexinfra.core.tags import Owner
 from flexinfra.handlers.common import (
-    acting_and_finalized,
+    deletion_filter,
     lease_active,
     transient_streaks,
     validation_message,
@@ -119,6 +119,6 @@ def website_drift(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index
     run(body, patch, template_index, from_timer=True)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, when=acting_and_finalized)
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=deletion_filter)
 def website_deleted(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     RUNNER.delete(body, patch, teardown_website)
