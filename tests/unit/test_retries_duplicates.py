@@ -167,3 +167,45 @@ def test_teardown_takes_what_the_owner_made_without_tagging_it():
     other = CloudObject(Kind.PORT, "p3", "fi-ns-ab-web-0", "DOWN", frozenset(), {})
     snap = Snapshot({Kind.PORT: [port, attached, other], Kind.FLOATING_IP: [retained]})
     assert with_orphans(snap, {}, "fi-ns-a") == {Kind.PORT: [port]}
+
+
+def test_a_copied_load_balancer_in_error_goes_and_the_healthy_one_stays():
+    def lb(oid, status, created):
+        return CloudObject(Kind.LOAD_BALANCER, oid, "fi-ns-a-lb", status,
+                           frozenset({"flexinfra-owner:u"}), {"created_at": created})
+
+    found = duplicates.find_duplicates({Kind.LOAD_BALANCER: [lb("old", "ERROR", "1"),
+                                                             lb("new", "ACTIVE", "2")]})
+    assert [(d.extra.id, d.kept.id) for d in found] == [("old", "new")]
+    busy = duplicates.find_duplicates({Kind.LOAD_BALANCER: [lb("old", "ACTIVE", "1"),
+                                                            lb("new", "PENDING_CREATE", "2")]})
+    assert busy == []  # Octavia refuses the delete meanwhile: a later pass
+
+
+def test_teardown_removes_debris_ports_on_the_owners_own_subnet():
+    from flexinfra.cloud.adapters import adapter
+
+    subnet = CloudObject(Kind.SUBNET, "sub", "fi-ns-a-subnet", "ACTIVE",
+                         frozenset({"flexinfra-owner:u"}), {})
+    debris = CloudObject(Kind.PORT, "vrrp", "octavia-lb-vrrp-x", "DOWN", frozenset(),
+                         {"fixed_ips": [{"subnet_id": "sub"}], "device_owner": ""})
+    dhcp = CloudObject(Kind.PORT, "dhcp", "host", "ACTIVE", frozenset(),
+                       {"fixed_ips": [{"subnet_id": "sub"}], "device_owner": "network:dhcp"})
+    elsewhere = CloudObject(Kind.PORT, "other", "x", "DOWN", frozenset(),
+                            {"fixed_ips": [{"subnet_id": "not-ours"}], "device_owner": ""})
+    deleted = []
+
+    class Gw:
+        def call(self, service, kind, verb, fn, target, **kw):
+            deleted.append(target)
+
+        def sdk(self, proxy, method):
+            return None
+
+    from flexinfra.cloud.gateway import Snapshot
+    from flexinfra.core.tags import Owner
+
+    snap = Snapshot({Kind.PORT: [debris, dhcp, elsewhere]})
+    step = adapter(Kind.PORT).teardown(Gw(), Owner("u", "ns", "a"), {Kind.SUBNET: [subnet]},
+                                       snap)
+    assert deleted == ["vrrp"] and "unattached port" in step.events[0][1]

@@ -6,10 +6,12 @@ used, never deleted (until the teardown) and, for a floating IP, made every late
 Each pass now looks for objects of one owner that share an identity (the adapter's
 ``identity``: the name; a floating IP's description) and deletes all but one, with an Event.
 
-Which one is kept: the one in use (a floating IP on a port), then the oldest (the one the
-status and the other objects most likely already point at), then the smaller ID (stable).
+Which one is kept: the one in use (a floating IP on a port), then one not in ERROR, then the
+oldest (the one the status and the other objects most likely already point at), then the
+smaller ID (stable).
 Servers being deleted, servers in ERROR (the fleet keeps those for inspection and replaces
-them itself) and load balancers in PENDING_* (Octavia refuses the delete) are left alone.
+them itself) and load balancers in PENDING_* (Octavia refuses the delete; once settled, ERROR
+included, the copy goes) are left for a later pass.
 """
 
 from __future__ import annotations
@@ -27,8 +29,15 @@ from flexinfra.core.objects import CloudObject
 #: are the user's
 SKIPPED = frozenset({Kind.SECURITY_GROUP_RULE, Kind.ROUTER_INTERFACE, Kind.SNAPSHOT,
                      Kind.MEMBER})
-LEAVE_ALONE = frozenset({"DELETED", "ERROR", "PENDING_CREATE", "PENDING_UPDATE",
-                         "PENDING_DELETE", "deleting"})
+#: per kind, the states in which a copy is left for a later pass: a server in ERROR is the
+#: fleet's (kept for inspection, replaced by it); a load balancer PENDING_* refuses a delete
+#: (one in ERROR is deleted: the campaign found a copy in ERROR kept, and its debris, for good)
+LEAVE_ALONE = {
+    Kind.SERVER: frozenset({"DELETED", "ERROR", "SOFT_DELETED"}),
+    Kind.LOAD_BALANCER: frozenset({"DELETED", "PENDING_CREATE", "PENDING_UPDATE",
+                                   "PENDING_DELETE"}),
+}
+GONE = frozenset({"DELETED", "deleting"})
 
 
 @dataclass(frozen=True)
@@ -43,11 +52,12 @@ def _created(obj: CloudObject) -> str:
 
 def _keep_order(obj: CloudObject) -> tuple:
     in_use = obj.kind is Kind.FLOATING_IP and bool(obj.get("port_id"))
-    return (not in_use, _created(obj) or "~", obj.id)
+    return (not in_use, obj.status == "ERROR", _created(obj) or "~", obj.id)
 
 
 def _settled(obj: CloudObject) -> bool:
-    return obj.status not in LEAVE_ALONE and obj.get("task_state") != "deleting"
+    leave = LEAVE_ALONE.get(obj.kind, GONE)
+    return obj.status not in leave and obj.get("task_state") != "deleting"
 
 
 def find_duplicates(owned: Mapping[Kind, list[CloudObject]]) -> list[Duplicate]:

@@ -115,6 +115,24 @@ class Port(NeutronAdapter):
         with a device, e.g. a load balancer's VIP, is someone else's)."""
         return obj.name == name and not obj.tags and not obj.get("device_owner")
 
+    def teardown(self, gw: Gateway, owner: Owner, owned: Owned, snap: Any) -> TeardownStep:
+        """The owner's ports, and the debris on its own subnets: unattached, untagged ports
+        that kept the subnet (hence the finalizer) forever. Found by the campaign: Octavia
+        left an amphora's VRRP port behind a load balancer it had deleted. The owner's
+        network is its own; nothing else belongs there (the host's DHCP-owned port is
+        attached, and goes with the subnet)."""
+        step = super().teardown(gw, owner, owned, snap)
+        subnets = {s.id for s in owned.get(K.SUBNET, [])}
+        mine = {p.id for p in owned.get(self.kind, [])}
+        for port in snap.of(self.kind):
+            on_ours = any(ip.get("subnet_id") in subnets for ip in port.get("fixed_ips") or [])
+            if (on_ours and port.id not in mine and not port.get("device_owner")
+                    and not T.has_owner(port.tags)):
+                self.delete(gw, port.id)
+                step.events.append(("Deleted", f"unattached port {port.name or port.id} left "
+                                    "on the subnet"))
+        return step
+
 
 class SecurityGroup(NeutronAdapter):
     kind = K.SECURITY_GROUP
