@@ -368,11 +368,26 @@ def on_subnet(conn: openstack.connection.Connection, cidr: str) -> dict[str, lis
 
 def leaks(conn: openstack.connection.Connection, uid: str, prefix: str,
           cidr: str | None) -> dict[str, dict[str, list[str]]]:
-    """What is left of one owner, looked for three ways: by tag, by name, by subnet."""
-    out = {"tag": owned_by(conn, uid), "name": named_like(conn, prefix)}
+    """What is left of one owner, looked for three ways: by tag, by name, by subnet (each
+    listing retried: a loaded sandbox Neutron answers 500 to a full port list now and then)."""
+    out = {"tag": retrying(lambda: owned_by(conn, uid)),
+           "name": retrying(lambda: named_like(conn, prefix))}
     if cidr:
-        out["subnet"] = on_subnet(conn, cidr)
+        out["subnet"] = retrying(lambda: on_subnet(conn, cidr))
     return {k: v for k, v in out.items() if v}
+
+
+def retrying(fn: Callable[[], Any], attempts: int = 6, every: float = 2.0) -> Any:
+    """``fn()``, again after a server-side error (5xx) or a dropped connection."""
+    for n in range(attempts):
+        try:
+            return fn()
+        except (openstack.exceptions.HttpException, OSError) as e:
+            status = getattr(e, "status_code", None)
+            if n == attempts - 1 or (status is not None and status < 500):
+                raise
+            time.sleep(every)
+    raise AssertionError("unreachable")
 
 
 def prefix_of(namespace: str, name: str) -> str:

@@ -32,6 +32,7 @@ from tests.e2e.harness import (
     named_like,
     owned_by,
     prefix_of,
+    retrying,
     serviceaccount_kubeconfig,
     serviceaccount_mode,
     tenant_secret,
@@ -78,7 +79,7 @@ def box(kube, paths, tmp_path):
 
 
 def duplicates_of(conn, uid: str, kube, ns: str, name: str) -> int:
-    counts = {k: len(v) for k, v in owned_by(conn, uid).items()}
+    counts = {k: len(v) for k, v in retrying(lambda: owned_by(conn, uid)).items()}
     extra = sum(max(0, counts.get(k, 0) - n) for k, n in EXPECTED.items())
     removed = sum(1 for e in kube.events(ns, name) if e["reason"] == "DuplicateRemoved")
     return extra + removed
@@ -149,7 +150,8 @@ def test_bad_inputs_are_refused_before_any_write(kube, box, conn):
             f"{what}: refused by the operator")
         uid = obj["metadata"]["uid"]
         assert "flexinfra.io/cleanup" not in (obj["metadata"].get("finalizers") or []), what
-        made = {**owned_by(conn, uid), **named_like(conn, prefix_of(box.ns, name) + "-")}
+        made = {**retrying(lambda: owned_by(conn, uid)),
+                **retrying(lambda: named_like(conn, prefix_of(box.ns, name) + "-"))}
         assert made == {}, f"{what}: {made}"
         kube.delete("websites", box.ns, name)
         wait_for(lambda name=name: not kube.exists("websites", box.ns, name), 15,
