@@ -150,8 +150,8 @@ def test_bad_inputs_are_refused_before_any_write(kube, box, conn):
             f"{what}: refused by the operator")
         uid = obj["metadata"]["uid"]
         assert "flexinfra.io/cleanup" not in (obj["metadata"].get("finalizers") or []), what
-        made = {**retrying(lambda: owned_by(conn, uid)),
-                **retrying(lambda: named_like(conn, prefix_of(box.ns, name) + "-"))}
+        made = {**retrying(lambda uid=uid: owned_by(conn, uid)),
+                **retrying(lambda name=name: named_like(conn, prefix_of(box.ns, name) + "-"))}
         assert made == {}, f"{what}: {made}"
         kube.delete("websites", box.ns, name)
         wait_for(lambda name=name: not kube.exists("websites", box.ns, name), 15,
