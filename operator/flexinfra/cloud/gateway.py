@@ -13,13 +13,11 @@ snapshot, so drift checks cost O(kinds) list calls per tenant per period, not O(
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from keystoneauth1 import exceptions as ksa_exc
@@ -28,94 +26,23 @@ from openstack import exceptions as os_exc
 from flexinfra.cloud.adapters import LISTED, LISTED_FOR_TEARDOWN, WAITING_KINDS, Adapter, adapter
 from flexinfra.cloud.errors import classify, status_of
 from flexinfra.cloud.metrics import DURATION, REQUESTS, outcome_of
+from flexinfra.cloud.snapshot import NEVER, Snapshot
+from flexinfra.cloud.throttle import (
+    AMBIGUOUS,
+    NOT_PROCESSED,
+    RETRYABLE_STATUS,
+    TokenBucket,
+    retry_after_of,
+)
 from flexinfra.core.errors import ErrorCode, FlexinfraError, TransientError
 from flexinfra.core.kinds import Kind
 from flexinfra.core.objects import CloudObject
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = {429, 502, 503, 504}
-#: refused before the service acted: any call may be sent again
-NOT_PROCESSED = {429, 503}
-#: the service (or a proxy in front of it) may have acted: a write is checked first
-AMBIGUOUS = {500, 502, 504}
-NEVER = float("-inf")  # the listing time of what was never listed
-
-
-class TokenBucket:
-    """At most ``rate`` calls per second on average, bursts of ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = float(burst)
-        self.stamp = time.monotonic()
-        self.lock = threading.Lock()
-
-    def take(self) -> None:
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            wait = 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-            self.tokens -= 1
-        if wait:
-            time.sleep(wait)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), capped at 10
-    minutes (a broken header must not park a site for a day)."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("Retry-After") if response is not None else None
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - time.time()
-    return min(max(seconds, 0.0), 600.0)
-
-
 def _has_tags(obj: Any, tags: list[str]) -> bool:
     have = obj.get("tags") if isinstance(obj, dict) else getattr(obj, "tags", None)
     return set(tags) <= set(have or [])
-
-
-@dataclass
-class Snapshot:
-    """One tenant-wide view: kind -> objects, each kind with the time its listing started."""
-
-    objects: dict[Kind, list[CloudObject]] = field(default_factory=dict)
-    listed_at: dict[Kind, float] = field(default_factory=dict)
-    calls: int = 0  # list calls made to build this view (0: served from what was listed)
-
-    @property
-    def taken(self) -> float:
-        """When the oldest of its listings started."""
-        return min(self.listed_at.values(), default=0.0)
-
-    def of(self, kind: Kind | str) -> list[CloudObject]:
-        return self.objects.get(Kind(kind), [])
-
-    def without(self, ids: set[str]) -> Snapshot:
-        """The same view less some objects (duplicates being removed)."""
-        objects = {k: [o for o in objs if o.id not in ids] for k, objs in self.objects.items()}
-        return Snapshot(objects, dict(self.listed_at), self.calls)
-
-    def owned(self, uid: str) -> dict[Kind, list[CloudObject]]:
-        """What carries the owner's mark, by kind (tags, Cinder metadata, or a name)."""
-        found: dict[Kind, list[CloudObject]] = {}
-        for kind, objects in self.objects.items():
-            owns = adapter(kind).owned_by
-            for obj in objects:
-                if owns(obj, uid):
-                    found.setdefault(kind, []).append(obj)
-        return found
 
 
 class Gateway:
@@ -208,7 +135,7 @@ class Gateway:
             except (os_exc.SDKException, ksa_exc.ClientException, OSError) as exc:
                 error = exc
                 status = status_of(exc)
-                retry_after = _retry_after(exc)
+                retry_after = retry_after_of(exc)
                 delay = retry_after if retry_after is not None else min(0.5 * 2 ** (attempt - 1),
                                                                         2.0)
                 if idempotent:
