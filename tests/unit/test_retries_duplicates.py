@@ -209,3 +209,61 @@ def test_teardown_removes_debris_ports_on_the_owners_own_subnet():
     step = adapter(Kind.PORT).teardown(Gw(), Owner("u", "ns", "a"), {Kind.SUBNET: [subnet]},
                                        snap)
     assert deleted == ["vrrp"] and "unattached port" in step.events[0][1]
+
+
+def test_a_create_that_may_have_happened_is_looked_for_before_it_is_sent_again():
+    """Found by the campaign: with a short API timeout, a load balancer create still running
+    in Octavia when the client gave up was made again by the next pass, in every fault mode."""
+    from flexinfra.core.errors import ErrorCode
+    from flexinfra.core.plan import PlannedAction
+    from flexinfra.reconcile.executor import Executor
+
+    made: list[str] = []
+    listing: list[CloudObject] = []
+
+    class Gw:
+        uncertain_creates: dict = {}
+
+        def fresh(self, kind, after):
+            return listing
+
+        def invalidate(self, *a, **kw):
+            pass
+
+        def forget_lookups(self):
+            pass
+
+    from flexinfra.cloud.adapters import adapter
+
+    net = adapter(Kind.NETWORK)
+    calls = {"n": 0}
+
+    def apply(gw, action, params):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TransientError("create network: timed out", code=ErrorCode.TIMEOUT)
+        made.append(action.name)
+        return CloudObject(Kind.NETWORK, "n-new", action.name)
+
+    gw = Gw()
+    action = PlannedAction("create", "network", "fi-ns-a-net", "missing", key="network",
+                           params={"tags": ["flexinfra-owner:u"]})
+    orig = net.apply
+    net.apply = apply
+    try:
+        with pytest.raises(TransientError):
+            Executor(gw, {})._create_once(action, dict(action.params))
+        assert ("network", "fi-ns-a-net") in gw.uncertain_creates
+        # not listed yet, and recently: wait, do not create again
+        with pytest.raises(TransientError) as err:
+            Executor(gw, {})._create_once(action, dict(action.params))
+        assert "may still be completing" in err.value.message and made == []
+        # it shows up: used, never made twice
+        listing.append(CloudObject(Kind.NETWORK, "n-first", "fi-ns-a-net",
+                                   tags=frozenset({"flexinfra-owner:u"}),
+                                   attrs={"id": "n-first", "name": "fi-ns-a-net",
+                                          "tags": ["flexinfra-owner:u"]}))
+        got = Executor(gw, {})._create_once(action, dict(action.params))
+        assert got.id == "n-first" and made == [] and not gw.uncertain_creates
+    finally:
+        net.apply = orig

@@ -86,6 +86,9 @@ class Gateway:
         self._identity: tuple[str, str] | None = None
         #: the connection is unusable (see ``_listing``): the cache makes a new gateway
         self.broken = False
+        #: (kind, name) -> when a create of it failed in a way that may have happened
+        #: (``reconcile.executor.Executor._create_once``)
+        self.uncertain_creates: dict[tuple[str, str], float] = {}
 
     # --- the one call path ---------------------------------------------------------------------
     def call(
