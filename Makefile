@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit galera-test sandbox-test lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
+.PHONY: demo test unit galera-test sandbox-test campaign lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
 
 # The development venv: the operator, its tests, and the sandbox (a separate distribution in
 # sandbox/, not in the operator's wheel or image). The OpenStack services get their own venv,
@@ -39,7 +39,13 @@ galera-test: $(STAMP)
 
 sandbox-test: $(STAMP)
 	$(BIN)/flexinfra sandbox up
-	$(BIN)/pytest -m "sandbox or e2e" -q
+	$(BIN)/pytest -m "(sandbox or e2e) and not campaign" -q
+
+## make campaign: the fault campaign (bad input, faults on every write, SIGKILLs, namespace
+## deletion; ~15 min), with its totals printed at the end
+campaign: $(STAMP)
+	$(BIN)/flexinfra sandbox up
+	$(BIN)/pytest -m campaign -q -s
 
 crds: $(STAMP)
 	$(BIN)/flexinfra crds --out crds

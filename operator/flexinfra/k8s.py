@@ -30,6 +30,11 @@ def custom() -> kubernetes.client.CustomObjectsApi:
     return kubernetes.client.CustomObjectsApi()
 
 
+#: (namespace, name) -> the finalizers of a credentials Secret when it was last read: the
+#: in-use protection checks it without a read of its own
+SECRETS_SEEN: dict[tuple[str, str], list[str]] = {}
+
+
 def read_clouds_yaml(namespace: str, secret_name: str, key: str) -> tuple[str, str, str]:
     """(clouds.yaml text, secret uid, resourceVersion); CredentialsError says what is wrong."""
     try:
@@ -60,6 +65,7 @@ def read_clouds_yaml(namespace: str, secret_name: str, key: str) -> tuple[str, s
         raise CredentialsError(
             f"Secret {namespace}/{secret_name} key {key!r} is not UTF-8 text"
         ) from None
+    SECRETS_SEEN[(namespace, secret_name)] = list(secret.metadata.finalizers or [])
     return text, secret.metadata.uid, secret.metadata.resource_version
 
 
@@ -67,3 +73,86 @@ def annotate(plural: str, namespace: str, name: str, annotations: dict[str, str]
     custom().patch_namespaced_custom_object(
         GROUP, VERSION, namespace, plural, name, {"metadata": {"annotations": annotations}}
     )
+
+
+def coordination() -> kubernetes.client.CoordinationV1Api:
+    _load_config()
+    return kubernetes.client.CoordinationV1Api()
+
+
+JSON_PATCH = "application/json-patch+json"
+
+
+def finalizer_patch(current: list[str] | None, finalizer: str, present: bool) -> list[dict]:
+    """A JSON patch that adds or removes ``finalizer``, guarded by a ``test`` of the list as it
+    was read: a concurrent change (kopf's own finalizer, another controller's) makes the patch
+    fail with 422 instead of being overwritten. Empty when nothing is to change. Pure."""
+    have = list(current or [])
+    if (finalizer in have) == present:
+        return []
+    want = [*have, finalizer] if present else [f for f in have if f != finalizer]
+    if not have:
+        return [{"op": "add", "path": "/metadata/finalizers", "value": want}]
+    return [{"op": "test", "path": "/metadata/finalizers", "value": have},
+            {"op": "replace", "path": "/metadata/finalizers", "value": want}]
+
+
+def _with_retry(read, patch, finalizer: str, present: bool) -> None:
+    for attempt in range(3):
+        current = read()
+        if current is None:
+            return
+        ops = finalizer_patch(current, finalizer, present)
+        if not ops:
+            return
+        try:
+            patch(ops)
+            return
+        except ApiException as e:
+            if e.status == 404:
+                return
+            if e.status not in (409, 422) or attempt == 2:
+                raise
+
+
+def set_object_finalizer(plural: str, namespace: str, name: str, finalizer: str,
+                         present: bool, annotations: dict[str, str] | None = None) -> None:
+    """Add (or remove) our finalizer on a flexinfra object, with annotations in the same write
+    (what the first cloud write was made with)."""
+    api = custom()
+
+    def read() -> list[str] | None:
+        try:
+            obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return obj.get("metadata", {}).get("finalizers") or []
+
+    if annotations:  # first: a finalizer is never there without what it was made with
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name, {"metadata": {"annotations": annotations}})
+    _with_retry(read, lambda ops: api.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, name, ops, _content_type=JSON_PATCH),
+        finalizer, present)
+
+
+def set_secret_finalizer(namespace: str, name: str, finalizer: str, present: bool) -> None:
+    """The in-use protection of a credentials Secret (see ``handlers.credentials``)."""
+    api = core()
+
+    def read() -> list[str] | None:
+        try:
+            return api.read_namespaced_secret(name, namespace).metadata.finalizers or []
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    _with_retry(read, lambda ops: api.patch_namespaced_secret(
+        name, namespace, ops, _content_type=JSON_PATCH), finalizer, present)
+
+
+def list_objects(plural: str, namespace: str) -> list[dict]:
+    return custom().list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"]

@@ -42,8 +42,18 @@ class Settings(BaseSettings):
         "member health, Ready from the API state of the servers and members.",
     )
     peering: str | None = Field(
-        default=None, description="kopf peering name; set when running more than one replica."
+        default=None, description="kopf peering name (not needed: the namespace Leases keep "
+        "one instance acting per namespace whatever the number of replicas)."
     )
+    leases: bool = Field(
+        default=True, description="Act on a namespace only while holding its Lease "
+        "(coordination.k8s.io) `flexinfra-operator`: one active instance per namespace.",
+    )
+    lease_duration: float = Field(
+        default=15.0, ge=3, description="Seconds a Lease stays valid without renewal: how "
+        "long a dead instance keeps its namespaces before another takes them.",
+    )
+    lease_renew: float = Field(default=3.0, gt=0, description="Seconds between renewals.")
 
 
 _settings: Settings | None = None

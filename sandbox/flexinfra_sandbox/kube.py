@@ -44,6 +44,11 @@ HOST = "127.0.0.1"
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 APISERVER_PORT = 6443
+#: kube-controller-manager's secure port (healthz only; 127.0.0.1)
+CONTROLLER_MANAGER_PORT = 10257
+#: what the sandbox needs of it: ServiceAccounts and their token Secrets (the e2e operator
+#: runs as a ServiceAccount with the shipped RBAC), namespace deletion, garbage collection
+CONTROLLERS = ("serviceaccount", "serviceaccount-token", "namespace", "garbagecollector")
 SERVER = f"https://{HOST}:{APISERVER_PORT}"
 CONTEXT = "flexinfra-sandbox"
 #: a second, non-admin identity (no groups beyond system:authenticated) for RBAC tests
@@ -79,9 +84,11 @@ def _build_script(paths: SandboxPaths) -> Path:
 
 # --- install -----------------------------------------------------------------------------------
 def install(paths: SandboxPaths) -> None:
-    """Build kube-apiserver if missing; check etcd and openssl; ship kubectl and helm."""
+    """Build kube-apiserver and kube-controller-manager if missing; check etcd and openssl;
+    ship kubectl and helm."""
     apiserver = paths.kube_bin / "kube-apiserver"
-    if not os.access(apiserver, os.X_OK):
+    if not all(os.access(paths.kube_bin / b, os.X_OK)
+               for b in ("kube-apiserver", "kube-controller-manager")):
         print(
             f"sandbox: building kube-apiserver {KUBE_VERSION} from Debian's source package "
             "(once; ~5 min on 2 cores)",
@@ -201,6 +208,83 @@ def _ensure_pki(paths: SandboxPaths) -> Path:
     return etc
 
 
+def _ensure_controller_manager_identity(paths: SandboxPaths, etc: Path) -> Path:
+    """A client certificate (CN system:kube-controller-manager, bound by the bootstrap RBAC
+    policy) and a kubeconfig of its own; made once, beside a PKI that may predate it."""
+    kubeconfig = etc / "controller-manager.kubeconfig"
+    if kubeconfig.exists():
+        return kubeconfig
+    with tempfile.TemporaryDirectory(dir=paths.etc, prefix="kube-kcm.") as tmp_name:
+        tmp = Path(tmp_name)
+        _openssl(tmp, "req", "-new", "-newkey", "rsa:2048", "-nodes",
+                 "-subj", "/CN=system:kube-controller-manager", "-keyout", "kcm.key",
+                 "-out", "kcm.csr")
+        (tmp / "kcm.ext").write_text("basicConstraints=CA:FALSE\n"
+                                     "keyUsage=critical,digitalSignature,keyEncipherment\n"
+                                     "extendedKeyUsage=clientAuth\n")
+        _openssl(tmp, "x509", "-req", "-in", "kcm.csr", "-CA", str(etc / "ca.crt"),
+                 "-CAkey", str(etc / "ca.key"), "-CAcreateserial", "-days", "3650",
+                 "-extfile", "kcm.ext", "-out", "kcm.crt")
+        config = {
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": CONTEXT, "cluster": {
+                "server": SERVER, "certificate-authority": str(etc / "ca.crt")}}],
+            "users": [{"name": "kube-controller-manager", "user": {
+                "client-certificate-data": base64.b64encode((tmp / "kcm.crt").read_bytes())
+                .decode(),
+                "client-key-data": base64.b64encode((tmp / "kcm.key").read_bytes()).decode(),
+            }}],
+            "contexts": [{"name": CONTEXT, "context": {
+                "cluster": CONTEXT, "user": "kube-controller-manager"}}],
+            "current-context": CONTEXT,
+        }
+        fd = os.open(tmp / "kubeconfig", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(config, f, sort_keys=False)
+        os.replace(tmp / "kubeconfig", kubeconfig)
+    return kubeconfig
+
+
+def controller_manager_argv(paths: SandboxPaths, kubeconfig: Path) -> list[str]:
+    """Also what a by-hand check runs (see the e2e harness's ServiceAccount mode)."""
+    etc = _kube_etc(paths)
+    return [
+        str(paths.kube_bin / "kube-controller-manager"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--bind-address={HOST}",
+        f"--secure-port={CONTROLLER_MANAGER_PORT}",
+        "--port=0",  # no insecure port
+        f"--controllers={','.join(CONTROLLERS)}",
+        "--use-service-account-credentials=true",  # each controller as its own SA
+        f"--service-account-private-key-file={etc / 'sa.key'}",
+        f"--root-ca-file={etc / 'ca.crt'}",
+        "--leader-elect=false",
+        "--concurrent-gc-syncs=5",
+    ]
+
+
+def _controller_manager_spec(paths: SandboxPaths) -> ServiceSpec:
+    etc = _kube_etc(paths)
+    kubeconfig = _ensure_controller_manager_identity(paths, etc)
+
+    def ready() -> bool:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE  # its self-signed cert
+        url = f"https://{HOST}:{CONTROLLER_MANAGER_PORT}/healthz"
+        with urllib.request.urlopen(url, timeout=3, context=ctx) as resp:
+            return resp.status == 200
+
+    return ServiceSpec(
+        name="kube-controller-manager",
+        argv=controller_manager_argv(paths, kubeconfig),
+        ports=(CONTROLLER_MANAGER_PORT,),
+        ready=ready,
+        ready_timeout=120,
+    )
+
+
 def _tokens(paths: SandboxPaths) -> dict[str, str]:
     """user name -> bearer token, from the apiserver's token file."""
     out = {}
@@ -285,7 +369,8 @@ def _apiserver_spec(paths: SandboxPaths) -> ServiceSpec:
 
 
 def up(paths: SandboxPaths, sup: Supervisor) -> None:
-    """Start etcd and kube-apiserver (a no-op when they run) and write the kubeconfig.
+    """Start etcd, kube-apiserver and (once built) kube-controller-manager (a no-op when they
+    run) and write the kubeconfig.
 
     A kube-apiserver that runs another binary than ``paths.kube_bin``'s (one built by an older
     recipe of build-kube-apiserver.sh) is restarted on the current one; etcd is left alone.
@@ -302,6 +387,8 @@ def up(paths: SandboxPaths, sup: Supervisor) -> None:
     _stop_outdated_apiserver(paths, sup)
     sup.ensure(_apiserver_spec(paths))
     _write_kubeconfig(paths, etc)
+    if os.access(paths.kube_bin / "kube-controller-manager", os.X_OK):
+        sup.ensure(_controller_manager_spec(paths))
 
 
 def _stop_outdated_apiserver(paths: SandboxPaths, sup: Supervisor) -> None:

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build kube-apiserver 1.20.2 from Debian bookworm's `kubernetes` source package.
+# Build kube-apiserver and kube-controller-manager 1.20.2 from Debian bookworm's `kubernetes`
+# source package (one tree, one toolchain, one recipe: the controller-manager gives the sandbox
+# ServiceAccount tokens, namespace deletion and garbage collection).
 #
 # Why from source: the only registries this project may use are Debian's, PyPI and npm, and none
 # of them ships a kube-apiserver binary. Debian's source package is the full upstream tree with
@@ -42,20 +44,21 @@ set -euo pipefail
 
 KUBE_VERSION=1.20.2
 # Keep this line's form (`RECIPE_VERSION=<integer>`): flexinfra.sandbox.paths parses it.
-RECIPE_VERSION=2
+RECIPE_VERSION=3
 CACHE="${FLEXINFRA_CACHE:-$HOME/.cache/flexinfra}"
 KUBE="$CACHE/kube"
 DL="$KUBE/downloads"
 OUT="$KUBE/v$KUBE_VERSION-r$RECIPE_VERSION/bin"
 TARGET="$OUT/kube-apiserver"
+TARGET_KCM="$OUT/kube-controller-manager"
 MIRROR="${FLEXINFRA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${FLEXINFRA_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 DEBS=(golang-1.19-go golang-1.19-src golang-github-modern-go-reflect2-dev)
 
 log() { echo "build-kube-apiserver: $*" >&2; }
 
-if [ -x "$TARGET" ]; then
-  log "$TARGET is present; nothing to do"
+if [ -x "$TARGET" ] && [ -x "$TARGET_KCM" ]; then
+  log "$TARGET and $TARGET_KCM are present; nothing to do"
   exit 0
 fi
 
@@ -74,8 +77,8 @@ if ! flock -n 9; then
   log "another build is running; waiting for it"
   flock 9
 fi
-if [ -x "$TARGET" ]; then
-  log "$TARGET was built by another run; nothing to do"
+if [ -x "$TARGET" ] && [ -x "$TARGET_KCM" ]; then
+  log "$TARGET and $TARGET_KCM were built by another run; nothing to do"
   exit 0
 fi
 
@@ -287,13 +290,24 @@ build_apiserver() {
 }
 step "go build ./cmd/kube-apiserver (2-5 min on 2 cores)" build_apiserver
 grep -h Kubernetes "$STEP_LOG" >&2 || true
+# Same tree, same flags; the packages it shares with kube-apiserver come from the Go cache.
+build_controller_manager() {
+  "$GO" build -trimpath -ldflags "$(ldflags)" -o "$BUILD/kube-controller-manager" \
+    ./cmd/kube-controller-manager
+  "$BUILD/kube-controller-manager" --version
+}
+step "go build ./cmd/kube-controller-manager (2-5 min on 2 cores)" build_controller_manager
+grep -h Kubernetes "$STEP_LOG" >&2 || true
 
 # --- install atomically ----------------------------------------------------------------------
 CURRENT_STEP="install $TARGET"
 mkdir -p "$OUT"
 install -m 0755 "$BUILD/kube-apiserver" "$OUT/.kube-apiserver.tmp.$$"
+install -m 0755 "$BUILD/kube-controller-manager" "$OUT/.kube-controller-manager.tmp.$$"
+mv -f "$OUT/.kube-controller-manager.tmp.$$" "$TARGET_KCM"
+# kube-apiserver last: its presence is what `sandbox up` checks first
 mv -f "$OUT/.kube-apiserver.tmp.$$" "$TARGET"
 cd /
 rm -rf "$BUILD"
-log "installed $TARGET; build took $(( $(date +%s) - T0 ))s"
+log "installed $TARGET and $TARGET_KCM; build took $(( $(date +%s) - T0 ))s"
 }; exit $?

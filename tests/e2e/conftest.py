@@ -4,7 +4,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import REPO, Kube, Operator, cloud, sandbox_paths, tenant_secret, unique
+from tests.e2e.harness import (
+    REPO,
+    Kube,
+    Operator,
+    cloud,
+    sandbox_paths,
+    serviceaccount_kubeconfig,
+    serviceaccount_mode,
+    tenant_secret,
+    unique,
+)
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +44,11 @@ def operator_box(kube, paths, tmp_path_factory):
     ns = unique("e2e")
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     kube.apply(tenant_secret(ns, paths.clouds_yaml))
-    op = Operator(paths.kubeconfig, ns, Path(tmp_path_factory.mktemp("operator")))
+    logs = Path(tmp_path_factory.mktemp("operator"))
+    # with the sandbox's kube-controller-manager: as a ServiceAccount with the shipped RBAC
+    kubeconfig = (serviceaccount_kubeconfig(kube, ns, logs / "kubeconfig")
+                  if serviceaccount_mode(kube) else paths.kubeconfig)
+    op = Operator(kubeconfig, ns, logs)
     op.start()
     yield ns, op
     try:
@@ -51,3 +65,14 @@ def namespace(operator_box):
 @pytest.fixture(scope="module")
 def operator(operator_box) -> Operator:
     return operator_box[1]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault campaign's totals (`make campaign`), when campaign tests ran."""
+    from tests.e2e import campaign_totals
+
+    lines = campaign_totals.report()
+    if lines:
+        terminalreporter.section("fault campaign totals")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -127,7 +127,8 @@ class Kube:
         return wait_for(check, timeout, f"{plural}/{name} Ready={status} reason={reason}")
 
     def delete_namespace(self, namespace: str) -> None:
-        """The sandbox has no controller-manager: empty the namespace, then finalize it."""
+        """Empty the namespace, then finalize it (by hand: the sandbox may have no
+        controller-manager; with one, its namespace controller does the same)."""
         for plural in ("websites", "sitetemplates", "galeraclusters", "glustervolumes"):
             self.kubectl("-n", namespace, "delete", plural, "--all", "--wait=false",
                          check=False)
@@ -135,8 +136,9 @@ class Kube:
             self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]
             for p in ("websites", "galeraclusters", "glustervolumes")), 300,
             f"flexinfra objects of {namespace} gone (finalizers released)")
+        # --wait=false: a Secret still held by the in-use finalizer must not block here
         self.kubectl("-n", namespace, "delete", "secrets,configmaps,events", "--all",
-                     check=False)
+                     "--wait=false", check=False)
         self.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace},
                 "spec": {"finalizers": []}}
@@ -160,11 +162,13 @@ class Operator:
     proc: subprocess.Popen | None = None
     metrics_port: int = 0
     runs: int = 0
+    #: tells apart two instances on one namespace (the takeover test) in log file names
+    label: str = ""
 
     def start(self) -> None:
         self.runs += 1
         self.metrics_port = free_port()
-        log = (self.log_dir / f"operator-{self.namespace}-{self.runs}.log").open("wb")
+        log = (self.log_dir / f"operator-{self.namespace}{self.label}-{self.runs}.log").open("wb")
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -208,8 +212,77 @@ class Operator:
         return out
 
     def log_text(self) -> str:
-        return "\n".join(p.read_text(errors="replace")
-                         for p in sorted(self.log_dir.glob(f"operator-{self.namespace}-*.log")))
+        return "\n".join(p.read_text(errors="replace") for p in sorted(
+            self.log_dir.glob(f"operator-{self.namespace}{self.label}-*.log")))
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+#: the shipped rules (manifests/rbac.yaml's ClusterRole), granted as a Role in a test namespace
+RBAC_MANIFEST = REPO / "manifests" / "rbac.yaml"
+OPERATOR_SA = "flexinfra-operator"
+
+
+def shipped_rules() -> list[dict]:
+    docs = list(yaml.safe_load_all(RBAC_MANIFEST.read_text()))
+    return next(d for d in docs if d and d.get("kind") == "ClusterRole")["rules"]
+
+
+def serviceaccount_mode(kube: Kube) -> bool:
+    """Run the e2e operator as a ServiceAccount with the shipped RBAC, not as the sandbox's
+    system:masters admin: on when kube-controller-manager runs in the sandbox (its token
+    controller makes ServiceAccount tokens), unless FLEXINFRA_E2E_ADMIN=1."""
+    if os.environ.get("FLEXINFRA_E2E_ADMIN") == "1":
+        return False
+    if os.environ.get("FLEXINFRA_E2E_SERVICEACCOUNT") == "1":
+        return True
+    try:
+        with socket.create_connection(("127.0.0.1", 10257), timeout=0.5):
+            return True  # kube-controller-manager's port (flexinfra_sandbox.kube)
+    except OSError:
+        return False
+
+
+def serviceaccount_kubeconfig(kube: Kube, namespace: str, out: Path,
+                              rules: list[dict] | None = None, name: str = OPERATOR_SA) -> Path:
+    """A ServiceAccount in ``namespace`` bound to a Role with the shipped rules (what the chart
+    grants with watchNamespaces), and a kubeconfig with its token (made by the controller-
+    manager's token controller)."""
+    kube.apply({"apiVersion": "v1", "kind": "ServiceAccount",
+                "metadata": {"name": name, "namespace": namespace}})
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": name, "namespace": namespace},
+                "rules": rules if rules is not None else shipped_rules()})
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": name, "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                            "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name,
+                              "namespace": namespace}]})
+
+    def token() -> str | None:
+        sa = kube.core.read_namespaced_service_account(name, namespace)
+        for ref in sa.secrets or []:
+            secret = kube.core.read_namespaced_secret(ref.name, namespace)
+            if secret.type == "kubernetes.io/service-account-token" and secret.data:
+                import base64
+
+                return base64.b64decode(secret.data["token"]).decode()
+        return None
+
+    value = wait_for(token, 60, f"a token for ServiceAccount {namespace}/{name}")
+    admin = yaml.safe_load(kube.kubeconfig.read_text())
+    cluster = admin["clusters"][0]
+    config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+              "users": [{"name": name, "user": {"token": value}}],
+              "contexts": [{"name": name, "context": {"cluster": cluster["name"], "user": name,
+                                                      "namespace": namespace}}],
+              "current-context": name}
+    out.write_text(yaml.safe_dump(config))
+    out.chmod(0o600)
+    return out
 
 
 def _port_open(port: int) -> bool:
@@ -255,6 +328,72 @@ def owned_by(conn: openstack.connection.Connection, uid: str) -> dict[str, list[
                     if (v.metadata or {}).get("flexinfra-owner") == uid],
     }
     return {k: v for k, v in found.items() if v}
+
+
+def named_like(conn: openstack.connection.Connection, prefix: str) -> dict[str, list[str]]:
+    """Everything in the tenant whose name (a floating IP: its description) starts with
+    ``prefix``, tagged or not: the leak detector for what lost its tags."""
+    def named(items, attr="name"):
+        return [i.id for i in items if (getattr(i, attr, None) or "").startswith(prefix)]
+
+    found = {
+        "networks": named(conn.network.networks()),
+        "subnets": named(conn.network.subnets()),
+        "routers": named(conn.network.routers()),
+        "ports": named(conn.network.ports()),
+        "security_groups": named(conn.network.security_groups()),
+        "floating_ips": named(conn.network.ips(), "description"),
+        "servers": named(conn.compute.servers()),
+        "server_groups": named(conn.compute.server_groups()),
+        "volumes": named(conn.block_storage.volumes()),
+        "load_balancers": named(conn.load_balancer.load_balancers()),
+    }
+    return {k: v for k, v in found.items() if v}
+
+
+def on_subnet(conn: openstack.connection.Connection, cidr: str) -> dict[str, list[str]]:
+    """Subnets of ``cidr`` and every port with an address in it: what a lost network or a
+    port that escaped both tag and name would leave."""
+    import ipaddress
+
+    net = ipaddress.ip_network(cidr)
+    subnets = [s.id for s in conn.network.subnets()
+               if s.cidr and ipaddress.ip_network(s.cidr, strict=False).overlaps(net)]
+    ports = [p.id for p in conn.network.ports()
+             if any(ipaddress.ip_address(ip["ip_address"]) in net
+                    for ip in p.fixed_ips or [] if ":" not in ip["ip_address"])]
+    found = {"subnets": subnets, "ports": ports}
+    return {k: v for k, v in found.items() if v}
+
+
+def leaks(conn: openstack.connection.Connection, uid: str, prefix: str,
+          cidr: str | None) -> dict[str, dict[str, list[str]]]:
+    """What is left of one owner, looked for three ways: by tag, by name, by subnet (each
+    listing retried: a loaded sandbox Neutron answers 500 to a full port list now and then)."""
+    out = {"tag": retrying(lambda: owned_by(conn, uid)),
+           "name": retrying(lambda: named_like(conn, prefix))}
+    if cidr:
+        out["subnet"] = retrying(lambda: on_subnet(conn, cidr))
+    return {k: v for k, v in out.items() if v}
+
+
+def retrying(fn: Callable[[], Any], attempts: int = 6, every: float = 2.0) -> Any:
+    """``fn()``, again after a server-side error (5xx) or a dropped connection."""
+    for n in range(attempts):
+        try:
+            return fn()
+        except (openstack.exceptions.HttpException, OSError) as e:
+            status = getattr(e, "status_code", None)
+            if n == attempts - 1 or (status is not None and status < 500):
+                raise
+            time.sleep(every)
+    raise AssertionError("unreachable")
+
+
+def prefix_of(namespace: str, name: str) -> str:
+    from flexinfra.core.tags import Owner
+
+    return Owner("", namespace, name).prefix
 
 
 def dump(obj: Any) -> str:

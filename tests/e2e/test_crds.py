@@ -28,6 +28,11 @@ def test_examples_pass_server_side_validation(kube):
         ({"loadBalancer": {"ports": [0]}}, "spec.loadBalancer.ports"),
         ({"antiAffinity": "sometimes"}, "spec.antiAffinity"),
         ({"ingress": [{"port": 80, "protocol": "sctp"}]}, "spec.ingress"),
+        # issue 10: refused at apply, not by the cloud after the network exists
+        ({"replica": 3}, "replica"),  # unknown field: kubectl's validation, published schema
+        ({"loadBalancer": {"ports": [80, 80]}}, "spec.loadBalancer.ports"),
+        ({"network": {"cidr": "10.0.0.0/24", "dnsNameservers": ["dns.example.com"]}},
+         "spec.network.dnsNameservers"),
     ],
 )
 def test_schema_rejects_bad_input_at_apply(kube, patch, field):

@@ -12,6 +12,7 @@ import copy
 import kopf
 import pytest
 
+from flexinfra.api import FINALIZER
 from flexinfra.api.conditions import Reason
 from flexinfra.api.website import ServerStatus, WebSiteResources
 from flexinfra.cloud.errors import CloudError, TransientError
@@ -28,11 +29,12 @@ SPEC = {
 TEMPLATES = {("fixweb", "web"): [{"image": "cirros", "flavor": "m1.tiny"}]}
 
 
-def body(spec=None, status=None, generation=1) -> kopf.Body:
+def body(spec=None, status=None, generation=1, finalizers=(FINALIZER,)) -> kopf.Body:
+    """A site that has written to the cloud before (it holds the finalizer), by default."""
     raw = {
         "apiVersion": "flexinfra.io/v1alpha1", "kind": "WebSite",
         "metadata": {"name": "client-a", "namespace": "fixweb", "uid": "u-1",
-                     "generation": generation},
+                     "generation": generation, "finalizers": list(finalizers)},
         "spec": copy.deepcopy(spec or SPEC),
     }
     if status is not None:
@@ -137,7 +139,13 @@ def test_invalid_spec_is_a_condition_and_reaches_no_cloud(cloud, events):
 
 
 def test_missing_template_names_it(cloud, events):
-    patch = run(body(spec={**SPEC, "template": "nope"}))
+    patch = kopf.Patch()
+    # the object never wrote (no finalizer, hence no drift timer): it is looked at again
+    # after a drift interval, in case the template appears
+    with pytest.raises(kopf.TemporaryError) as err:
+        handler.run(body(spec={**SPEC, "template": "nope"}, finalizers=()), patch, TEMPLATES,
+                    from_timer=False)
+    assert err.value.delay == handler.get_settings().drift_interval
     ready = next(c for c in patch["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "InvalidSpec" and "'nope'" in ready["message"]
     assert cloud["calls"] == []
@@ -245,3 +253,14 @@ def test_degradation_is_an_event_once_and_recovery_another(cloud, events):
     assert ("Normal", "Recovered",
             "no longer degraded (was: web-1 (10.0.0.6) fails the load balancer's health "
             "check)") in events
+
+
+def test_a_drift_pass_that_repairs_comes_back_until_converged(cloud, events):
+    """Item 7: a repair of several steps advanced one step per drift interval (a server
+    deleted behind the operator's back served again after 147 s at a 60 s interval)."""
+    cloud["outcome"] = busy_outcome()
+    with pytest.raises(kopf.TemporaryError) as err:
+        run(body(), from_timer=True)
+    assert err.value.delay == 5.0
+    cloud["outcome"] = ready_outcome()
+    run(body(), from_timer=True)  # converged: no requeue, the timer's interval again

@@ -10,3 +10,6 @@ ANNOTATION_PREFIX = GROUP
 LAST_HANDLED_KEY = "last-handled-configuration"
 #: on a WebSite: the generation of its SiteTemplate; a change wakes the site's handler at once
 TEMPLATE_GENERATION_ANNOTATION = f"{GROUP}/template-generation"
+#: on an object: the operator instance that took over its namespace (a change wakes its
+#: handlers in the new instance, which saw no event while it stood by)
+ACTING_INSTANCE_ANNOTATION = f"{GROUP}/acting-instance"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from flexinfra.api.base import ApiModel, Port, StatusModel
 from flexinfra.api.conditions import Condition
@@ -41,6 +41,9 @@ class SiteTemplateSpec(ApiModel):
         min_length=1,
         max_length=16,
         description="Ports the application serves on; the load balancer's members use them.",
+        # the API server refuses a port/protocol listed twice at `kubectl apply`
+        json_schema_extra={"x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["port", "protocol"]},
     )
     key_name: str | None = Field(
         default=None, max_length=255, description="Nova keypair injected into the servers."
@@ -54,6 +57,15 @@ class SiteTemplateSpec(ApiModel):
     metadata: dict[str, str] = Field(
         default_factory=dict, description="Extra Nova server metadata (key/value)."
     )
+
+    @model_validator(mode="after")
+    def _unique_ports(self) -> SiteTemplateSpec:
+        seen = [(p.port, p.protocol) for p in self.ports]
+        twice = sorted({f"{port}/{proto}" for n, (port, proto) in enumerate(seen)
+                        if (port, proto) in seen[:n]})
+        if twice:
+            raise ValueError(f"ports lists {', '.join(twice)} more than once")
+        return self
 
 
 class SiteTemplateStatus(StatusModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from enum import StrEnum
 from typing import Annotated
 
@@ -19,6 +20,19 @@ from flexinfra.api.base import (
 from flexinfra.api.conditions import Condition
 
 Hostname = Annotated[str, Field(pattern=HOSTNAME_PATTERN, max_length=253)]
+#: an IPv4 address (DNS servers): refused at ``kubectl apply``, not by Neutron after the
+#: network and router exist
+IPV4_PATTERN = (r"^((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}"
+                r"(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])$")
+Ipv4 = Annotated[str, Field(pattern=IPV4_PATTERN)]
+#: in the CRD: the API server refuses duplicates in the list at ``kubectl apply``
+UNIQUE = {"x-kubernetes-list-type": "set"}
+
+
+def _no_duplicates(values: list, what: str) -> None:
+    seen = [v for n, v in enumerate(values) if v in values[:n]]
+    if seen:
+        raise ValueError(f"{what} lists {sorted(set(seen))} more than once")
 
 
 class IpProtocol(StrEnum):
@@ -69,16 +83,23 @@ class NetworkSpec(ApiModel):
         max_length=255,
         description="External network for the router gateway and the floating IP.",
     )
-    dns_nameservers: list[str] = Field(
+    dns_nameservers: list[Ipv4] = Field(
         default_factory=list,
         max_length=5,
-        description="DNS servers given to the site's subnet.",
+        description="DNS servers (IPv4 addresses) given to the site's subnet.",
+        json_schema_extra=UNIQUE,
     )
 
     @model_validator(mode="after")
     def _one_network(self) -> NetworkSpec:
         if (self.cidr is None) == (self.existing_network is None):
             raise ValueError("set exactly one of network.cidr and network.existingNetwork")
+        if self.cidr is not None:
+            net = ipaddress.ip_network(self.cidr, strict=False)
+            if str(net) != self.cidr:
+                raise ValueError(f"network.cidr {self.cidr} has host bits set; did you mean "
+                                 f"{net}?")
+        _no_duplicates(self.dns_nameservers, "network.dnsNameservers")
         return self
 
 
@@ -100,6 +121,13 @@ class HealthCheck(ApiModel):
         default=3, ge=1, le=10, description="Failures before a member is down."
     )
 
+    @model_validator(mode="after")
+    def _timeout_within_delay(self) -> HealthCheck:
+        if self.timeout > self.delay:
+            raise ValueError(f"healthCheck.timeout ({self.timeout}) must not exceed "
+                             f"healthCheck.delay ({self.delay}): Octavia refuses it")
+        return self
+
 
 class LoadBalancerSpec(ApiModel):
     """The Octavia load balancer in front of the servers."""
@@ -107,10 +135,16 @@ class LoadBalancerSpec(ApiModel):
     ports: list[Port] = Field(
         default_factory=lambda: [80], min_length=1, max_length=16,
         description="Public ports; one listener each, forwarding to the same port on the servers.",
+        json_schema_extra=UNIQUE,
     )
     protocol: LbProtocol = Field(default=LbProtocol.TCP, description="HTTP or TCP listeners.")
     algorithm: LbAlgorithm = Field(default=LbAlgorithm.ROUND_ROBIN, description="Balancing.")
     health_check: HealthCheck = Field(default_factory=HealthCheck)
+
+    @model_validator(mode="after")
+    def _unique_ports(self) -> LoadBalancerSpec:
+        _no_duplicates(self.ports, "loadBalancer.ports")
+        return self
 
 
 class PublicIPSpec(ApiModel):

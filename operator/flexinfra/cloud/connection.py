@@ -7,6 +7,8 @@ its Keystone token across every reconcile of every site of that tenant.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 
 import openstack.connection
@@ -16,6 +18,7 @@ from openstack.config import loader
 
 from flexinfra.cloud.errors import CredentialsError
 from flexinfra.cloud.gateway import Gateway
+from flexinfra.core import redact
 
 #: no call hangs forever, yet a busy cloud gets time: Octavia creates a load balancer's VIP
 #: port in Neutron before it answers, which took over 15 s with 10 sites building at once
@@ -45,7 +48,20 @@ def parse_cloud(clouds_yaml_text: str, cloud_name: str) -> dict:
         )
     if not isinstance(entry.get("auth"), dict) or not entry["auth"].get("auth_url"):
         raise CredentialsError(f"cloud {cloud_name!r} in clouds.yaml has no auth.auth_url")
+    remember_secrets(entry)
     return entry
+
+
+#: auth keys whose values are secrets: masked wherever they would appear (``core.redact``)
+SECRET_KEYS = ("password", "application_credential_secret", "token", "secret", "passcode",
+               "client_secret", "access_token")
+
+
+def remember_secrets(entry: dict) -> None:
+    """Teach the redactor this entry's secrets before anything can echo them."""
+    auth = entry.get("auth") or {}
+    redact.REDACTOR.remember(*(auth.get(k) for k in SECRET_KEYS),
+                             *(entry.get(k) for k in SECRET_KEYS))
 
 
 def connect(entry: dict, *, app_name: str = "flexinfra") -> openstack.connection.Connection:
@@ -87,24 +103,43 @@ def _widen_connection_pools(conn: openstack.connection.Connection) -> None:
 
 
 class ConnectionCache:
-    def __init__(self, **gateway_options) -> None:
+    """One gateway per (Secret, cloud name), kept while what it was made from is unchanged.
+
+    The key of "unchanged" is the parsed clouds.yaml entry, not the Secret's
+    resourceVersion: a metadata change (a label, the in-use finalizer the operator puts on the
+    Secret) must not throw away the tenant's connection and inventory.
+
+    A rotated Secret gets a new gateway; the old one is closed only after ``grace`` seconds,
+    so that the passes in flight that hold it finish with the credentials they started with
+    (closing at once broke them with ``RuntimeError``: its listing pool was shut down).
+    """
+
+    def __init__(self, grace: float = 600.0, **gateway_options) -> None:
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], tuple[str, Gateway]] = {}
         self._options = gateway_options
+        self.grace = grace
 
     def get(
         self, secret_key: str, resource_version: str, clouds_yaml_text: str, cloud_name: str
     ) -> Gateway:
+        entry = parse_cloud(clouds_yaml_text, cloud_name)
+        fingerprint = hashlib.sha256(
+            json.dumps(entry, sort_keys=True, default=str).encode()).hexdigest()
         with self._lock:
             hit = self._entries.get((secret_key, cloud_name))
-            if hit is not None and hit[0] == resource_version:
+            if hit is not None and hit[0] == fingerprint and not hit[1].broken:
                 return hit[1]
-            entry = parse_cloud(clouds_yaml_text, cloud_name)
             gateway = Gateway(connect(entry), label=f"{secret_key}/{cloud_name}", **self._options)
-            self._entries[(secret_key, cloud_name)] = (resource_version, gateway)
+            self._entries[(secret_key, cloud_name)] = (fingerprint, gateway)
         if hit is not None:
-            hit[1].close()
+            self._retire(hit[1])
         return gateway
+
+    def _retire(self, gateway: Gateway) -> None:
+        timer = threading.Timer(self.grace, gateway.close)
+        timer.daemon = True
+        timer.start()
 
     def configure(self, **gateway_options) -> None:
         """Options for gateways made from now on (set once at start-up from the settings)."""

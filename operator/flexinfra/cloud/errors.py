@@ -12,6 +12,7 @@ import re
 from keystoneauth1 import exceptions as ksa_exc
 from openstack import exceptions as os_exc
 
+from flexinfra.core import redact
 from flexinfra.core.errors import (
     CloudError,
     CredentialsError,
@@ -37,12 +38,11 @@ _QUOTA_WORDS = re.compile(
 )
 _MISSING_WORDS = re.compile(r"could not be found|not found", re.I)
 _TIMED_OUT = re.compile(r"timed out", re.I)
-_SECRETS = re.compile(r"(password|secret|token|credential)(['\"]?\s*[:=]\s*)\S+", re.I)
 
 
 def scrub(text: str) -> str:
-    """Remove anything that looks like ``password: ...`` from a cloud message, just in case."""
-    return _SECRETS.sub(r"\1\2***", text)[:400]
+    """A cloud message with credentials masked (``core.redact``: by shape and by value)."""
+    return redact.scrub(text)
 
 
 def _details(exc: Exception) -> str:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from keystoneauth1 import exceptions as ksa_exc
@@ -27,70 +26,23 @@ from openstack import exceptions as os_exc
 from flexinfra.cloud.adapters import LISTED, LISTED_FOR_TEARDOWN, WAITING_KINDS, Adapter, adapter
 from flexinfra.cloud.errors import classify, status_of
 from flexinfra.cloud.metrics import DURATION, REQUESTS, outcome_of
-from flexinfra.core.errors import ErrorCode, FlexinfraError
+from flexinfra.cloud.snapshot import NEVER, Snapshot
+from flexinfra.cloud.throttle import (
+    AMBIGUOUS,
+    NOT_PROCESSED,
+    RETRYABLE_STATUS,
+    TokenBucket,
+    retry_after_of,
+)
+from flexinfra.core.errors import ErrorCode, FlexinfraError, TransientError
 from flexinfra.core.kinds import Kind
 from flexinfra.core.objects import CloudObject
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = {429, 502, 503, 504}
-NEVER = float("-inf")  # the listing time of what was never listed
-
-
-class TokenBucket:
-    """At most ``rate`` calls per second on average, bursts of ``burst``."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = float(burst)
-        self.stamp = time.monotonic()
-        self.lock = threading.Lock()
-
-    def take(self) -> None:
-        with self.lock:
-            now = time.monotonic()
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
-            wait = 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
-            self.tokens -= 1
-        if wait:
-            time.sleep(wait)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-@dataclass
-class Snapshot:
-    """One tenant-wide view: kind -> objects, each kind with the time its listing started."""
-
-    objects: dict[Kind, list[CloudObject]] = field(default_factory=dict)
-    listed_at: dict[Kind, float] = field(default_factory=dict)
-    calls: int = 0  # list calls made to build this view (0: served from what was listed)
-
-    @property
-    def taken(self) -> float:
-        """When the oldest of its listings started."""
-        return min(self.listed_at.values(), default=0.0)
-
-    def of(self, kind: Kind | str) -> list[CloudObject]:
-        return self.objects.get(Kind(kind), [])
-
-    def owned(self, uid: str) -> dict[Kind, list[CloudObject]]:
-        """What carries the owner's mark, by kind (tags, Cinder metadata, or a name)."""
-        found: dict[Kind, list[CloudObject]] = {}
-        for kind, objects in self.objects.items():
-            owns = adapter(kind).owned_by
-            for obj in objects:
-                if owns(obj, uid):
-                    found.setdefault(kind, []).append(obj)
-        return found
+def _has_tags(obj: Any, tags: list[str]) -> bool:
+    have = obj.get("tags") if isinstance(obj, dict) else getattr(obj, "tags", None)
+    return set(tags) <= set(have or [])
 
 
 class Gateway:
@@ -131,6 +83,12 @@ class Gateway:
         #: does Neutron take tags in a create's body? None: not known yet (first create asks)
         self.neutron_tags_on_create: bool | None = None
         self._tags_probe = threading.Lock()
+        self._identity: tuple[str, str] | None = None
+        #: the connection is unusable (see ``_listing``): the cache makes a new gateway
+        self.broken = False
+        #: (kind, name) -> when a create of it failed in a way that may have happened
+        #: (``reconcile.executor.Executor._create_once``)
+        self.uncertain_creates: dict[tuple[str, str], float] = {}
 
     # --- the one call path ---------------------------------------------------------------------
     def call(
@@ -141,11 +99,21 @@ class Gateway:
         fn: Callable[..., Any],
         *args: Any,
         missing_ok: bool = False,
+        found: Callable[[], Any] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Run ``fn`` throttled, timed and counted; retry when safe; map errors.
 
         ``missing_ok``: a 404 returns None (a delete of something already gone is done).
+
+        Retries: reads and deletes on any transient fault; any call on 429/503 (the service
+        refused before acting). A write that failed with 500/502/504 may have happened (the
+        create ran twice that way): it is retried only when ``found`` (a lookup of the object
+        by its tags, from the adapter) says it did not, and what ``found`` returns is the
+        result otherwise. A write that timed out is not retried here: the next pass lists
+        afresh and finds it by its tags; a copy made anyway is removed
+        (``reconcile.duplicates``). ``Retry-After`` is honoured as the cloud says it; past
+        the retry budget, the error carries it (the pass comes back then).
         """
         idempotent = verb in ("list", "get", "find", "delete")
         deadline = time.monotonic() + self.retry_budget
@@ -170,10 +138,23 @@ class Gateway:
             except (os_exc.SDKException, ksa_exc.ClientException, OSError) as exc:
                 error = exc
                 status = status_of(exc)
-                transient = status in RETRYABLE_STATUS or (
-                    idempotent and (status is None or status >= 500)
-                )
-                delay = min(_retry_after(exc) or 0.5 * 2 ** (attempt - 1), 2.0)
+                retry_after = retry_after_of(exc)
+                delay = retry_after if retry_after is not None else min(0.5 * 2 ** (attempt - 1),
+                                                                        2.0)
+                if idempotent:
+                    transient = status in RETRYABLE_STATUS or status is None or status >= 500
+                elif status in NOT_PROCESSED:
+                    transient = True
+                elif status in AMBIGUOUS and found is not None:
+                    time.sleep(min(delay, 1.0))  # let the service finish what it was doing
+                    made = found()
+                    if made is not None:
+                        log.warning("%s %s %s answered %s but happened: using the object "
+                                    "found by its tags", service, resource, verb, status)
+                        return made
+                    transient = True
+                else:
+                    transient = False
                 if transient and time.monotonic() + delay < deadline:
                     log.info(
                         "%s %s %s: %s; retry %d in %.1fs",
@@ -186,7 +167,10 @@ class Gateway:
                     )
                     time.sleep(delay)
                     continue
-                raise classify(exc, f"{verb} {resource}") from None
+                err = classify(exc, f"{verb} {resource}")
+                if retry_after is not None and isinstance(err, TransientError):
+                    err.retry_after = max(err.retry_after or 0.0, retry_after)
+                raise err from None
             finally:
                 elapsed = time.monotonic() - started
                 DURATION.labels(service, resource, verb).observe(elapsed)
@@ -257,8 +241,19 @@ class Gateway:
             if listed_at > after:
                 return listed_at, objects, 0
             started = time.monotonic()
-            items = self.call(a.service, a.kind, "list", self.sdk(a.proxy, a.lister),
-                              **a.list_query)
+            try:
+                items = self.call(a.service, a.kind, "list", self.sdk(a.proxy, a.lister),
+                                  **a.list_query)
+            except FlexinfraError as err:
+                if err.code is not ErrorCode.NOT_FOUND:
+                    raise
+                # a tenant-wide collection is never missing: the connection's endpoint is
+                # wrong (found by the campaign: a version discovery that timed out left a
+                # connection listing a path that does not exist, for good). Reconnect.
+                self.broken = True
+                raise TransientError(f"list {a.kind}: the endpoint answered 404 for a listing; "
+                                     "reconnecting; will retry",
+                                     code=ErrorCode.UNREACHABLE) from None
             objects = [a.to_object(item) for item in items]
             self._listings[a.kind] = (started, objects)
             if a.kind is Kind.POOL:  # members of pools that are gone need no memory
@@ -404,38 +399,70 @@ class Gateway:
 
     # --- writes used by the executor ---------------------------------------------------------
     def neutron_create(
-        self, kind: str, method: Callable[..., Any], tags: list[str] | None, **attrs: Any
+        self, kind: str, method: Callable[..., Any], tags: list[str] | None,
+        found: Callable[[], Any] | None = None, **attrs: Any,
     ) -> Any:
         """Create with tags in the body (atomic) where Neutron takes them; else create, then
         tag (a crash in between leaves an untagged object with our name: adopted next pass).
 
         Which one is learnt once per tenant, by the first create; the creates that come
-        meanwhile wait for the answer rather than all being refused with a 400.
+        meanwhile wait for the answer rather than all being refused with a 400. A create
+        with tags in its body is believed only when what it returns carries them: a Neutron
+        may refuse them for networks (400) yet accept and drop them for ports, so a tenant
+        whose first create was a port learnt "yes" and made every port untagged (found by
+        the takeover test: the teardown then left the port and its subnet behind). Any sign
+        of "no" switches the tenant to create-then-tag for good.
         """
         if tags and self.neutron_tags_on_create is None:
             with self._tags_probe:
                 if self.neutron_tags_on_create is None:
                     try:
-                        created = self.call("network", kind, "create", method, tags=tags, **attrs)
-                        self.neutron_tags_on_create = True
-                        return created
+                        created = self.call("network", kind, "create", method, tags=tags,
+                                            found=found, **attrs)
                     except FlexinfraError as err:
                         if err.code is not ErrorCode.BAD_REQUEST:
                             raise
+                    else:
+                        self.neutron_tags_on_create = _has_tags(created, tags)
+                        return self._tagged(kind, created, tags)
                     # refused as a bad request: if the same create without tags goes
                     # through, the tags were what this Neutron refused (if it fails too, it
                     # raises, and the question stays open for the next create)
                     created = self.call("network", kind, "create", method, **attrs)
                     self.neutron_tags_on_create = False
-                    self.call("network", kind, "tag", self.sdk("network", "set_tags"),
-                              created, tags)
-                    return created
+                    return self._tagged(kind, created, tags)
         if tags and self.neutron_tags_on_create:
-            return self.call("network", kind, "create", method, tags=tags, **attrs)
+            created = self.call("network", kind, "create", method, tags=tags, found=found,
+                                **attrs)
+            if not _has_tags(created, tags):
+                self.neutron_tags_on_create = False
+            return self._tagged(kind, created, tags)
         created = self.call("network", kind, "create", method, **attrs)
-        if tags:
+        return self._tagged(kind, created, tags)
+
+    def _tagged(self, kind: str, created: Any, tags: list[str] | None) -> Any:
+        """``created`` with ``tags`` on it (set now if the create did not put them)."""
+        if tags and not _has_tags(created, tags):
             self.call("network", kind, "tag", self.sdk("network", "set_tags"), created, tags)
+            if isinstance(created, dict):
+                created = {**created, "tags": list(tags)}
+            else:
+                with contextlib.suppress(Exception):  # an SDK resource: keep what we know
+                    created.tags = list(tags)
         return created
+
+    def identity(self) -> tuple[str, str]:
+        """(auth URL, project ID) of the tenant: what an object's resources are bound to. The
+        project comes from Keystone (the token), so a clouds.yaml that names the same project
+        differently still matches."""
+        if self._identity is None:
+            conn = self.conn
+            config = getattr(conn, "config", None)
+            auth = getattr(config, "auth", None) or {}
+            auth_url = str(auth.get("auth_url") or "").rstrip("/")
+            project = self.call("identity", "project", "get", lambda: conn.current_project_id)
+            self._identity = (auth_url, str(project))
+        return self._identity
 
     def close(self) -> None:
         self._listers.shutdown(wait=False)

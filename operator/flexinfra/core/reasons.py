@@ -33,6 +33,7 @@ class Reason(StrEnum):
     SERVER_FAILED = "ServerFailed"  # Degraded: a server keeps failing, kept for inspection
     NO_VALID_HOST = "NoValidHost"  # Degraded: Nova finds no host for a server
     MEMBER_ERROR = "MemberError"  # Degraded: a load balancer member fails its health check
+    REPLICAS_UNAVAILABLE = "ReplicasUnavailable"  # Degraded: fewer serving than asked
     WAITING_FOR_HEALTH = "WaitingForHealthChecks"  # not Ready: members not ONLINE yet
     NOT_SERVING = "NotServing"  # not Ready: no member of a listener passes its health check
     RECOVERED = "Recovered"  # Event: what was degraded is not any more

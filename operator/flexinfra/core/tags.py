@@ -33,8 +33,19 @@ class Owner:
 
     @property
     def prefix(self) -> str:
-        """``fi-<namespace>-<name>``: the readable part of every object name."""
-        return f"fi-{self.namespace}-{self.name}"
+        """``fi-<namespace>-<name>``: the readable part of every object name.
+
+        Joined with ``-``, a namespace or name that holds a ``-`` is ambiguous (``a-b`` + ``c``
+        and ``a`` + ``b-c`` both give ``fi-a-b-c``): two owners would make objects of the
+        same names, and adoption by name could take the other's. Then a short hash of
+        ``namespace/name`` follows, which no other pair shares. Names without a ``-`` keep
+        the plain form (three segments, which a hashed prefix never has).
+        """
+        base = f"fi-{self.namespace}-{self.name}"
+        if "-" in self.namespace or "-" in self.name:
+            digest = hashlib.sha256(f"{self.namespace}/{self.name}".encode()).hexdigest()[:6]
+            base = f"{base}-{digest}"
+        return base
 
     @property
     def owner_tag(self) -> str:

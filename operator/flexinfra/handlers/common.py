@@ -35,6 +35,37 @@ class RequeueLogFilter(logging.Filter):
         return True
 
 
+def lease_active(namespace: str | None = None, **_: Any) -> bool:
+    """kopf's ``when`` filter of every handler that acts: this instance holds the namespace's
+    Lease (``flexinfra.lease``). An instance standing by is blind to the object: kopf stores
+    no state for it and writes nothing (a handler that raised instead would write kopf's
+    progress annotations, shared with the active instance, and postpone its passes)."""
+    from flexinfra import lease
+
+    if lease.KEEPER is None or namespace is None:
+        return True
+    return lease.KEEPER.want(namespace)
+
+
+def deletion_filter(namespace: str | None = None, body: Any = None, **kw: Any) -> bool:
+    """kopf's ``when`` filter of the delete handlers: the object holds the finalizer, and it
+    is being deleted or this instance acts on its namespace.
+
+    Never filtered out by the Lease alone on a deleting object: kopf removes its finalizer
+    from an object being deleted when no handler asks for it ("no handlers requiring it"),
+    and a standby that filtered the delete handler out did exactly that (found by the
+    campaign: three sites vanished with all their resources). The handler runs instead, and
+    a standby's Runner.delete comes back in a few seconds without acting. On a live object the
+    Lease does filter it out, so that a standby stores no state for it (kopf would otherwise
+    record the spec as handled, for both instances)."""
+    from flexinfra.handlers.protection import holds_finalizer
+
+    if not holds_finalizer(body):
+        return False
+    deleting = bool((body.get("metadata") or {}).get("deletionTimestamp"))
+    return deleting or lease_active(namespace)
+
+
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 

@@ -12,6 +12,7 @@ from flexinfra.api.conditions import Reason
 from flexinfra.api.sitetemplate import SiteTemplateSpec, SiteTemplateStatus
 from flexinfra.handlers.common import (
     conditions_for,
+    lease_active,
     parse_conditions,
     validation_message,
     write_status,
@@ -22,9 +23,9 @@ from flexinfra.kinds.website import template_hash
 KIND = "SiteTemplate"
 
 
-@kopf.on.resume(GROUP, VERSION, "sitetemplates")
-@kopf.on.create(GROUP, VERSION, "sitetemplates")
-@kopf.on.update(GROUP, VERSION, "sitetemplates", field="spec")
+@kopf.on.resume(GROUP, VERSION, "sitetemplates", when=lease_active)
+@kopf.on.create(GROUP, VERSION, "sitetemplates", when=lease_active)
+@kopf.on.update(GROUP, VERSION, "sitetemplates", field="spec", when=lease_active)
 def template_changed(body: kopf.Body, patch: kopf.Patch, sites_by_template: kopf.Index,
                      **_: Any) -> None:
     meta = body.metadata

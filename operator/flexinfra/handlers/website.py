@@ -8,13 +8,24 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 
-from flexinfra.api import GROUP, TEMPLATE_GENERATION_ANNOTATION, VERSION
+from flexinfra.api import (
+    ACTING_INSTANCE_ANNOTATION,
+    GROUP,
+    TEMPLATE_GENERATION_ANNOTATION,
+    VERSION,
+)
 from flexinfra.api.conditions import Condition
 from flexinfra.api.sitetemplate import SiteTemplateSpec
 from flexinfra.api.website import WebSiteResources, WebSiteSpec, WebSiteStatus
 from flexinfra.core.errors import InvalidSpec
 from flexinfra.core.tags import Owner
-from flexinfra.handlers.common import transient_streaks, validation_message
+from flexinfra.handlers.common import (
+    deletion_filter,
+    lease_active,
+    transient_streaks,
+    validation_message,
+)
+from flexinfra.handlers.protection import holds_finalizer
 from flexinfra.handlers.runner import Runner, gateway_for
 from flexinfra.kinds.website import reconcile_website, teardown_website
 from flexinfra.reconcile.outcome import Outcome
@@ -87,18 +98,20 @@ def run(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index, *,
                from_timer=from_timer)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
-@kopf.on.field(GROUP, VERSION, PLURAL,
+@kopf.on.resume(GROUP, VERSION, PLURAL, when=lease_active)
+@kopf.on.create(GROUP, VERSION, PLURAL, when=lease_active)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec", when=lease_active)
+@kopf.on.field(GROUP, VERSION, PLURAL, when=lease_active,
                field=("metadata", "annotations", TEMPLATE_GENERATION_ANNOTATION))
+@kopf.on.field(GROUP, VERSION, PLURAL, when=lease_active,
+               field=("metadata", "annotations", ACTING_INSTANCE_ANNOTATION))
 def website_changed(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index,
                     **_: Any) -> None:
     run(body, patch, template_index, from_timer=False)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=get_settings().drift_interval,
-            initial_delay=get_settings().drift_interval, idle=None)
+            initial_delay=get_settings().drift_interval, idle=None, when=holds_finalizer)
 def website_drift(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index,
                   **_: Any) -> None:
     """Puts back what was changed behind the operator's back; costs no writes when idle."""
@@ -107,6 +120,6 @@ def website_drift(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index
     run(body, patch, template_index, from_timer=True)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL)
+@kopf.on.delete(GROUP, VERSION, PLURAL, when=deletion_filter)
 def website_deleted(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     RUNNER.delete(body, patch, teardown_website)

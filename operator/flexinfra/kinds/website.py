@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from flexinfra.api.website import FloatingIPStatus, ServerStatus, WebSiteResources
@@ -105,7 +106,11 @@ def site_intent(owner: Owner, spec: Any, template: Any,
         key_name=template.key_name,
         server_metadata=dict(template.metadata),
         template_ports=tuple((p.port, str(p.protocol).lower()) for p in template.ports),
-        ingress=tuple((rule.port, str(rule.protocol).lower(), rule.from_) for rule in spec.ingress),
+        # normalised (10.0.0.5/24 -> 10.0.0.0/24): Neutron stores it so, and a rule compared
+        # with what it wrote would be re-created on every pass
+        ingress=tuple((rule.port, str(rule.protocol).lower(),
+                       str(ipaddress.ip_network(rule.from_, strict=False)))
+                      for rule in spec.ingress),
         lb_ports=tuple(lb.ports),
         lb_protocol=str(lb.protocol),
         lb_algorithm=str(lb.algorithm),
@@ -125,9 +130,23 @@ def site_intent(owner: Owner, spec: Any, template: Any,
     )
 
 
-def spec_problems(intent: SiteIntent) -> list[str]:
+#: the longest name a site makes: its server group, ``<prefix>-soft-anti-affinity-<uid>``;
+#: every OpenStack name is at most 255 characters
+MAX_PREFIX = 255 - len("-soft-anti-affinity-") - 36
+
+
+def spec_problems(intent: SiteIntent, spec: Any = None) -> list[str]:
     """What is wrong with the spec whatever the cloud holds."""
     problems = []
+    if len(intent.prefix) > MAX_PREFIX:
+        problems.append(
+            f"namespace and name are too long together ({len(intent.prefix)} characters in "
+            f"the object names' prefix {intent.prefix[:40]}..., at most {MAX_PREFIX}): "
+            "OpenStack names stop at 255 characters; use a shorter name"
+        )
+    if spec is not None and spec.storage.gluster_volume:
+        problems.append("storage.glusterVolume is not supported yet (GlusterVolume is on its "
+                        "way): remove it; it would be ignored")
     declared = {port for port, _ in intent.template_ports}
     missing = [p for p in intent.lb_ports if p not in declared]
     if missing:
@@ -170,6 +189,8 @@ def project(snap: Snapshot, intent: SiteIntent) -> ObservedSite:
     )
     if obs.floating_ip is None:
         obs.retained_ip = J.retained_ip(snap, intent.retained_tag)
+        vip = obs.load_balancer.get("vip_port_id") if obs.load_balancer else None
+        obs.vip_floating_ip = J.floating_ip_on(snap, vip, set())
     return obs
 
 
@@ -279,7 +300,7 @@ class WebSiteKind(CloudKind[SiteIntent, ObservedSite]):
                 f"SiteTemplate {spec.template!r} not found: create it or fix spec.template"
             )
         intent = site_intent(owner, spec, template, require_member_health)
-        problems = spec_problems(intent)
+        problems = spec_problems(intent, spec)
         if problems:
             raise InvalidSpec("; ".join(problems))
         return intent

@@ -29,6 +29,9 @@ class FloatingIPObserved:
     floating_ip: CloudObject | None = None
     retained_ip: CloudObject | None = None  # released by a deleted owner of the same name
     external_network_id: str | None = None
+    #: a floating IP not of ours already on the VIP port (Neutron allows one per fixed IP):
+    #: adopted if it is nobody's, never a create that fails with 409 on every pass
+    on_vip: CloudObject | None = None
 
 
 def plan_floating_ip(
@@ -45,7 +48,18 @@ def plan_floating_ip(
     want_tags = b.tags("floating_ip") + ([T.RETAIN_TAG] if i.retain else [])
     if fip is None:
         orphan = b.orphan(Kind.FLOATING_IP, name)
-        if orphan is not None:
+        on_vip = o.on_vip if lb is not None else None
+        if on_vip is not None and T.has_owner(on_vip.tags):
+            b.plan.blocked.append(
+                f"the load balancer's VIP already has floating IP "
+                f"{on_vip.get('floating_ip_address')} of another flexinfra object; release it "
+                "or set publicIP.enabled: false"
+            )
+        elif on_vip is not None:
+            b.add(Verb.ADOPT, Kind.FLOATING_IP, name,
+                  f"already on the load balancer VIP ({on_vip.get('floating_ip_address')}): "
+                  "adopting it", "floating_ip", on_vip.id, tags=want_tags)
+        elif orphan is not None:
             b.add(Verb.ADOPT, Kind.FLOATING_IP, name,
                   "found untagged with our name (a create whose tagging was lost); tagging it",
                   "floating_ip", orphan.id, tags=want_tags, port_id=vip_port)

@@ -46,6 +46,8 @@ class NetworkObserved:
     shared_network: CloudObject | None = None  # network.existingNetwork, resolved
     shared_subnet: CloudObject | None = None
     overlapping_subnets: list[str] = field(default_factory=list)
+    #: networks the owner's ports and load balancer VIP are on (where it is built)
+    attached_to: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -61,9 +63,33 @@ def norm_cidr(cidr: str) -> str:
     return str(ipaddress.ip_network(cidr, strict=False))
 
 
+def switched(i: NetworkIntent, o: NetworkObserved) -> str | None:
+    """A switch between network.cidr and network.existingNetwork (or to another existing
+    network) on an owner already built: its servers and load balancer would stay on the old
+    network while it says Ready. Refused, like a CIDR change."""
+    redo = (f"put the old value back, or delete and re-create the {i.owner_kind} (a network "
+            "cannot be swapped under built servers)")
+    if i.existing_network and o.network is not None:
+        cidr = o.subnet.get("cidr") if o.subnet is not None else "?"
+        return (f"network.existingNetwork {i.existing_network!r} set, but this {i.owner_kind} "
+                f"is built on its own network {o.network.name} (network.cidr {cidr}); {redo}")
+    if i.existing_network and o.shared_network is not None and (
+            o.attached_to - {o.shared_network.id}):
+        return (f"network.existingNetwork changed to {i.existing_network!r}, but this "
+                f"{i.owner_kind} is built on another network; {redo}")
+    if not i.existing_network and o.network is None and o.attached_to:
+        return (f"network.cidr {i.cidr} set, but this {i.owner_kind} is built on an existing "
+                f"network; {redo}")
+    return None
+
+
 def plan_network(b: PlanBuilder, i: NetworkIntent, o: NetworkObserved) -> Attachment:
     b.know("network", o.network or o.shared_network)
     b.know("subnet", o.subnet or o.shared_subnet)
+    moved = switched(i, o)
+    if moved:
+        b.invalid.append(moved)
+        return Attachment(None, None, None)
     if i.existing_network:
         if o.shared_network is None:
             b.invalid.append(

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 from flexinfra.core.kinds import Kind
 from flexinfra.core.objects import CloudObject
-from flexinfra.core.plan import Plan
+from flexinfra.core.plan import Plan, Problem
+from flexinfra.core.reasons import Reason
 from flexinfra.planning.builder import PlanBuilder
 from flexinfra.planning.fleet import plan_fleet, plan_server_group
 from flexinfra.planning.floating_ip import FloatingIPIntent, FloatingIPObserved, plan_floating_ip
@@ -140,6 +141,7 @@ class ObservedSite:
     members: dict[int, list[CloudObject]] = field(default_factory=dict)
     floating_ip: CloudObject | None = None
     retained_ip: CloudObject | None = None
+    vip_floating_ip: CloudObject | None = None  # not ours, already on the VIP
     untagged: dict[str, CloudObject] = field(default_factory=dict)
     # resolved references (not owned)
     external_network_id: str | None = None
@@ -169,7 +171,8 @@ class ObservedSite:
 
     @property
     def floating_ip_view(self) -> FloatingIPObserved:
-        return FloatingIPObserved(self.floating_ip, self.retained_ip, self.external_network_id)
+        return FloatingIPObserved(self.floating_ip, self.retained_ip, self.external_network_id,
+                                  self.vip_floating_ip)
 
     def is_empty(self) -> bool:
         return not any([self.network, self.subnet, self.router, self.security_group,
@@ -197,6 +200,7 @@ def plan_site(intent: SiteIntent, observed: ObservedSite) -> tuple[Plan, list[st
                                   for port, v in fleet.joining])
         plan_floating_ip(b, i.floating_ip, o.floating_ip_view, o.load_balancer)
     plan = b.plan
+    degraded(plan, i, o)
     if not plan.invalid:
         address = None
         if i.public_ip and o.floating_ip is not None:
@@ -205,6 +209,18 @@ def plan_site(intent: SiteIntent, observed: ObservedSite) -> tuple[Plan, list[st
             address = o.load_balancer.get("vip_address")
         plan.url = site_url(i, address)
     return plan, plan.invalid
+
+
+def degraded(plan: Plan, i: SiteIntent, o: ObservedSite) -> None:
+    """The Degraded condition's cause the fleet does not report itself: a site that serves,
+    with nothing left to do, but with fewer servers than asked. (A member failing its health
+    check is the ``serving`` step's to report, from the members' fresh health.)"""
+    if (not plan.invalid and not plan.blocked and plan.converged and i.replicas
+            and plan.ready_replicas < i.replicas):
+        plan.problems.append(Problem(
+            Reason.REPLICAS_UNAVAILABLE,
+            f"serving with {plan.ready_replicas} of {i.replicas} servers",
+        ))
 
 
 def site_url(intent: SiteIntent, address: str | None) -> str | None:

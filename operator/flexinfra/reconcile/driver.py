@@ -38,6 +38,7 @@ from flexinfra.core.kinds import Kind
 from flexinfra.core.plan import Plan, PlannedAction, Problem
 from flexinfra.core.tags import Owner
 from flexinfra.metrics import RECONCILE_PHASE_SECONDS as PHASE
+from flexinfra.reconcile import duplicates, guard
 from flexinfra.reconcile.executor import Execution, Executor
 from flexinfra.reconcile.outcome import Outcome
 from flexinfra.reconcile.quota import check_quota
@@ -47,6 +48,8 @@ log = logging.getLogger(__name__)
 #: come back this soon while the cloud works (BUILD, PENDING_*): a pass that only waits
 #: costs a few list calls shared by every waiting owner of the tenant
 BUSY_REQUEUE = 1.0
+#: OpenStack's limit on names (Nova, Neutron, Octavia, Cinder)
+MAX_NAME = 255
 
 I = TypeVar("I")  # noqa: E741 - the kind's intent
 O = TypeVar("O")  # noqa: E741 - the kind's observation
@@ -125,13 +128,25 @@ class CloudKind(Generic[I, O]):
 
 def observe_and_plan(
     kind: CloudKind, owner: Owner, spec: Any, gateway: Gateway, *, max_age: float | None,
-    **inputs: Any,
+    events: list[tuple[str, str]] | None = None, **inputs: Any,
 ) -> tuple[Any, Any, Plan]:
+    """``events``: given, the pass removes duplicates (a create that ran twice) and says so
+    there; ``flexinfra plan`` leaves them (it changes nothing)."""
     intent = kind.intent(owner, spec, **inputs)
     snap = gateway.inventory(max_age=max_age, owner_uid=owner.uid)
+    extras = duplicates.find_duplicates(snap.owned(owner.uid))
+    if extras and events is not None:
+        guard.before_write(gateway)
+        events += duplicates.remove(gateway, extras)
+        gateway.invalidate(owner.uid, {d.extra.kind for d in extras})
+        snap = snap.without({d.extra.id for d in extras})
     observed = kind.project(snap, intent)
     kind.lookups(gateway, intent, observed)
     plan = kind.plan(intent, observed)
+    too_long = sorted({a.name for a in plan.actions if len(a.name) > MAX_NAME})
+    if too_long:  # a kind should refuse them from its intent; this is the net under it
+        plan.invalid.append(f"object name(s) longer than {MAX_NAME} characters, which "
+                            f"OpenStack refuses: {too_long[0][:60]}...; use a shorter name")
     if plan.invalid:
         raise InvalidSpec("; ".join(plan.invalid))
     return intent, observed, plan
@@ -145,13 +160,20 @@ def plan_only(kind: CloudKind, owner: Owner, spec: Any, gateway: Gateway,
 
 def reconcile(kind: CloudKind, owner: Owner, spec: Any, gateway: Gateway,
               **inputs: Any) -> Outcome:
-    with PHASE.labels(kind.name, "observe").time():
-        intent, observed, plan = observe_and_plan(kind, owner, spec, gateway, max_age=None,
-                                                  **inputs)
+    removed: list[tuple[str, str]] = []
+    try:
+        with PHASE.labels(kind.name, "observe").time():
+            intent, observed, plan = observe_and_plan(kind, owner, spec, gateway, max_age=None,
+                                                      events=removed, **inputs)
+    except FlexinfraError as err:
+        err.events = removed + err.events
+        raise
     if plan.actions:
         with PHASE.labels(kind.name, "quota").time():
             check_quota(gateway, plan)
+        guard.before_write(gateway)
     executor = Executor(gateway, plan.known)
+    executor.result.events += removed
     try:
         with PHASE.labels(kind.name, "execute").time():
             execution = executor.run(plan.actions)
@@ -167,7 +189,7 @@ def reconcile(kind: CloudKind, owner: Owner, spec: Any, gateway: Gateway,
     if plan.blocked:
         gateway.invalidate(owner.uid)
         raise CloudError("; ".join(plan.blocked), code=ErrorCode.BLOCKED, problems=plan.problems)
-    busy = bool(plan.actions or plan.waiting or execution.lb_busy)
+    busy = bool(plan.actions or plan.waiting or execution.lb_busy or removed)
     if busy:
         # what we changed, and what moves by itself while we wait (servers building, the
         # LB PENDING_*), must be listed again before the next pass; the rest need not be

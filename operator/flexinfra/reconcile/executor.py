@@ -32,6 +32,11 @@ from flexinfra.core.objects import CloudObject, Ref
 from flexinfra.core.plan import PlannedAction
 
 PARALLEL_VERBS = frozenset({Verb.CREATE, Verb.ADOPT})
+#: a create that failed so may have happened (timed out, answered 5xx, connection lost)
+UNCERTAIN_CODES = frozenset({ErrorCode.TIMEOUT, ErrorCode.UNREACHABLE, ErrorCode.SERVER_ERROR,
+                             ErrorCode.UNEXPECTED})
+#: how long a possibly-made object may take to show in a listing (the API timeout)
+UNCERTAIN_FOR = 60.0
 
 
 @dataclass
@@ -174,7 +179,44 @@ class Executor:
             )
 
     def _apply(self, action: PlannedAction, params: dict[str, Any]) -> CloudObject | None:
-        return adapter(action.kind).apply(self.gw, action, params)
+        if action.verb is not Verb.CREATE:
+            return adapter(action.kind).apply(self.gw, action, params)
+        return self._create_once(action, params)
+
+    def _create_once(self, action: PlannedAction, params: dict[str, Any]) -> CloudObject | None:
+        """A create whose previous attempt may have happened is not sent again blindly.
+
+        A create that timed out, or failed with 5xx, may still be running in the service
+        (Octavia answers a load balancer create once its VIP port exists, which took tens of
+        seconds under load): the next pass, listing before it commits, made a second one (the
+        campaign made copies in every fault mode with a 5 s API timeout). Such a create is
+        remembered by the gateway; the next attempt first looks for the object by its tags,
+        uses it if it is there, and waits (up to ``UNCERTAIN_FOR``) instead of creating
+        again while it may still appear. Across a restart the memory is lost: the
+        duplicate check (``reconcile.duplicates``) is the net under it.
+        """
+        a = adapter(action.kind)
+        key = (str(action.kind), action.name)
+        since = self.gw.uncertain_creates.get(key)
+        find = a.finder(self.gw, action, params) if since is not None else None
+        if since is not None and find is not None:
+            made = find()
+            if made is not None:
+                self.gw.uncertain_creates.pop(key, None)
+                return a.to_object(made)
+            if time.monotonic() - since < UNCERTAIN_FOR:
+                raise TransientError(
+                    f"create {action.kind.label} {action.name}: the last attempt may still be "
+                    "completing in the cloud; looking for it again before creating",
+                    code=ErrorCode.TIMEOUT)
+        try:
+            obj = a.apply(self.gw, action, params)
+        except FlexinfraError as err:
+            if err.code in UNCERTAIN_CODES:
+                self.gw.uncertain_creates.setdefault(key, time.monotonic())
+            raise
+        self.gw.uncertain_creates.pop(key, None)
+        return obj
 
     def _lb_active(self) -> bool:
         lb = self.result.created.get("load_balancer") or self.known.get("load_balancer")

@@ -56,17 +56,19 @@ def orphans(snap: Snapshot, owned: Owned, names: Mapping[Kind, str]) -> dict[str
         if one(owned, kind) is not None:
             continue
         is_orphan = adapter(kind).is_orphan
-        for obj in snap.of(kind):
-            if is_orphan(obj, name):
-                found[f"{kind}:{name}"] = obj
+        candidates = [obj for obj in snap.of(kind) if is_orphan(obj, name)]
+        if len(candidates) == 1:  # two: whose? neither is taken (a new one is made)
+            found[f"{kind}:{name}"] = candidates[0]
     return found
 
 
 def port_orphans(snap: Snapshot, name_prefix: str) -> dict[str, CloudObject]:
     """Untagged ports named like the fleet's servers (``<prefix>-<role>-``), any index."""
     is_orphan = adapter(Kind.PORT).is_orphan
-    return {f"port:{p.name}": p for p in snap.of(Kind.PORT)
-            if p.name.startswith(name_prefix) and is_orphan(p, p.name)}
+    ports = [p for p in snap.of(Kind.PORT)
+             if p.name.startswith(name_prefix) and is_orphan(p, p.name)]
+    names = [p.name for p in ports]
+    return {f"port:{p.name}": p for p in ports if names.count(p.name) == 1}
 
 
 def attached_port_orphans(snap: Snapshot, owned: Owned, name_prefix: str) -> dict[int, CloudObject]:
@@ -101,6 +103,10 @@ def project_network(
     names (external network, an existing network, subnets the CIDR would overlap)."""
     o = NetworkObserved(one(owned, Kind.NETWORK), one(owned, Kind.SUBNET),
                         one(owned, Kind.ROUTER))
+    o.attached_to = frozenset(
+        [p.get("network_id") for p in owned.get(Kind.PORT, []) if p.get("network_id")]
+        + [lb.get("vip_network_id") for lb in owned.get(Kind.LOAD_BALANCER, [])
+           if lb.get("vip_network_id")])
     if o.subnet is not None and o.router is not None:
         o.router_interface = next(
             (p for p in snap.of(Kind.PORT)
@@ -158,3 +164,11 @@ def retained_ip(snap: Snapshot, retained_tag: str) -> CloudObject | None:
     """A floating IP released by a deleted owner of the same namespace and name."""
     return next((f for f in snap.of(Kind.FLOATING_IP)
                  if retained_tag and retained_tag in f.tags), None)
+
+
+def floating_ip_on(snap: Snapshot, port_id: str | None, owned_ids: set[str]) -> CloudObject | None:
+    """A floating IP that is not the owner's already on ``port_id`` (the VIP)."""
+    if not port_id:
+        return None
+    return next((f for f in snap.of(Kind.FLOATING_IP)
+                 if f.get("port_id") == port_id and f.id not in owned_ids), None)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flexinfra.cloud.adapters import TEARDOWN
-from flexinfra.cloud.gateway import Gateway
+from flexinfra.cloud.adapters import ADAPTERS, TEARDOWN
+from flexinfra.cloud.gateway import Gateway, Snapshot
+from flexinfra.core.kinds import Kind
+from flexinfra.core.objects import CloudObject
 from flexinfra.core.tags import Owner
 
 #: come back this soon while something is being deleted
@@ -28,9 +30,27 @@ class TeardownOutcome:
     events: list[tuple[str, str]] = field(default_factory=list)
 
 
+def with_orphans(snap: Snapshot, owned: dict[Kind, list[CloudObject]],
+                 prefix: str) -> dict[Kind, list[CloudObject]]:
+    """What the owner has, plus what it made without getting to tag it (killed between a
+    create and its tags, the owner deleted before a pass adopted it): objects of an adoptable
+    kind, untagged, named with the owner's prefix (unique: ``Owner.prefix``). Left behind,
+    such a port kept its subnet, and so the finalizer, forever. Pure."""
+    out = {kind: list(objs) for kind, objs in owned.items()}
+    for a in ADAPTERS.values():
+        if not a.adoptable:
+            continue
+        for obj in snap.of(a.kind):
+            name = a.identity(obj)
+            marked = any(t.startswith("flexinfra-") for t in obj.tags)  # e.g. a retained IP
+            if name.startswith(prefix + "-") and not marked and a.is_orphan(obj, name):
+                out.setdefault(a.kind, []).append(obj)
+    return out
+
+
 def teardown(owner: Owner, gateway: Gateway) -> TeardownOutcome:
     snap = gateway.inventory(with_snapshots=True, owner_uid=owner.uid)
-    owned = snap.owned(owner.uid)
+    owned = with_orphans(snap, snap.owned(owner.uid), owner.prefix)
     out = TeardownOutcome(done=False)
     for a in TEARDOWN:
         step = a.teardown(gateway, owner, owned, snap)
@@ -38,7 +58,8 @@ def teardown(owner: Owner, gateway: Gateway) -> TeardownOutcome:
         if step.wait_for:
             return _come_back(gateway, owner, out, [step.wait_for])
     # the sweep: nothing may be left with our tag
-    sweep = gateway.inventory(max_age=0, with_snapshots=True).owned(owner.uid)
+    fresh = gateway.inventory(max_age=0, with_snapshots=True)
+    sweep = with_orphans(fresh, fresh.owned(owner.uid), owner.prefix)
     ranked = [a.kind for a in TEARDOWN]
     left = [f"{kind} {obj.name or obj.id}" for kind in ranked for obj in sweep.get(kind, [])]
     left += [f"{kind} {obj.name or obj.id}" for kind, objs in sweep.items()

@@ -12,6 +12,7 @@ Every method that calls the cloud takes the ``Gateway`` and goes through ``gatew
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -107,8 +108,39 @@ class Adapter:
 
     def create(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         return self.to_object(
-            gw.call(self.service, self.kind, "create", self.sdk(gw, "create"), name=a.name, **p)
+            gw.call(self.service, self.kind, "create", self.sdk(gw, "create"), name=a.name,
+                    found=self.finder(gw, a, p), **p)
         )
+
+    # --- did a create happen? ----------------------------------------------------------------
+    def identity(self, obj: CloudObject) -> str:
+        """What names one object of this kind among an owner's (two with the same identity
+        are a duplicate: a create that ran twice)."""
+        return obj.name
+
+    def made_by(self, obj: CloudObject, a: PlannedAction, p: Params) -> bool:
+        """Whether ``obj`` is what the create ``a`` makes: its name, and every tag it asks for
+        (``tags``, or Cinder's ``metadata``)."""
+        wanted = set(p.get("tags") or []) | {f"{k}:{v}" for k, v in
+                                             (p.get("metadata") or {}).items()
+                                             if str(k).startswith("flexinfra-")}
+        return obj.name == a.name and bool(wanted) and wanted <= obj.tags
+
+    def finder(self, gw: Gateway, a: PlannedAction, p: Params) -> Callable[[], Any] | None:
+        """For ``Gateway.call``: after an ambiguous failure, the object the create made, from
+        a listing started after it was sent (None: not made). Only for what is listed."""
+        if not self.lister:
+            return None
+        sent = time.monotonic()
+        params = dict(p)
+
+        def found() -> Any:
+            for obj in gw.fresh(self.kind, sent):
+                if self.made_by(obj, a, params):
+                    return obj.attrs
+            return None
+
+        return found
 
     def update(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         return self.to_object(

@@ -40,7 +40,8 @@ class Volume(CinderAdapter):
         if p.get("volume_type"):
             attrs["volume_type"] = p["volume_type"]
         return self.to_object(gw.call(self.service, self.kind, "create",
-                                      self.sdk(gw, "create"), **attrs))
+                                      self.sdk(gw, "create"), found=self.finder(gw, a, p),
+                                      **attrs))
 
     def attach(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         gw.call("compute", "volume_attachment", "create",

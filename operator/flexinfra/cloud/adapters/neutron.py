@@ -25,8 +25,10 @@ class NeutronAdapter(Adapter):
     def create(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         """Tags go in the create's body where Neutron takes them (``Gateway.neutron_create``
         learns that once per tenant)."""
+        found = self.finder(gw, a, p)
         tags = p.pop("tags", None)
-        res = gw.neutron_create(self.kind, self.sdk(gw, "create"), tags, **self.named(a), **p)
+        res = gw.neutron_create(self.kind, self.sdk(gw, "create"), tags, found, **self.named(a),
+                                **p)
         return self.to_object(res)
 
     def named(self, a: PlannedAction) -> dict[str, str]:
@@ -113,6 +115,24 @@ class Port(NeutronAdapter):
         with a device, e.g. a load balancer's VIP, is someone else's)."""
         return obj.name == name and not obj.tags and not obj.get("device_owner")
 
+    def teardown(self, gw: Gateway, owner: Owner, owned: Owned, snap: Any) -> TeardownStep:
+        """The owner's ports, and the debris on its own subnets: unattached, untagged ports
+        that kept the subnet (hence the finalizer) forever. Found by the campaign: Octavia
+        left an amphora's VRRP port behind a load balancer it had deleted. The owner's
+        network is its own; nothing else belongs there (the host's DHCP-owned port is
+        attached, and goes with the subnet)."""
+        step = super().teardown(gw, owner, owned, snap)
+        subnets = {s.id for s in owned.get(K.SUBNET, [])}
+        mine = {p.id for p in owned.get(self.kind, [])}
+        for port in snap.of(self.kind):
+            on_ours = any(ip.get("subnet_id") in subnets for ip in port.get("fixed_ips") or [])
+            if (on_ours and port.id not in mine and not port.get("device_owner")
+                    and not T.has_owner(port.tags)):
+                self.delete(gw, port.id)
+                step.events.append(("Deleted", f"unattached port {port.name or port.id} left "
+                                    "on the subnet"))
+        return step
+
 
 class SecurityGroup(NeutronAdapter):
     kind = K.SECURITY_GROUP
@@ -159,6 +179,13 @@ class FloatingIP(NeutronAdapter):
 
     def is_orphan(self, obj: CloudObject, name: str) -> bool:
         return obj.get("description") == name and not T.has_owner(obj.tags)
+
+    def identity(self, obj: CloudObject) -> str:
+        return obj.get("description") or ""
+
+    def made_by(self, obj: CloudObject, a: PlannedAction, p: Params) -> bool:
+        wanted = set(p.get("tags") or [])
+        return obj.get("description") == a.name and bool(wanted) and wanted <= obj.tags
 
     def adopt(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         """Tag it, and put it where the plan wants it (an orphan, or a retained address)."""

@@ -44,7 +44,8 @@ class Server(Adapter):
         if p.get("user_data"):
             attrs["user_data"] = base64.b64encode(p["user_data"].encode()).decode()
         return self.to_object(gw.call(self.service, self.kind, "create",
-                                      self.sdk(gw, "create"), **attrs))
+                                      self.sdk(gw, "create"), found=self.finder(gw, a, p),
+                                      **attrs))
 
     def teardown(self, gw: Gateway, owner: Owner, owned: Owned, snap: Any) -> TeardownStep:
         """Nova deletes asynchronously: go on only once they are gone."""
@@ -75,7 +76,11 @@ class ServerGroup(Adapter):
 
     def create(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         return self.to_object(gw.call(self.service, self.kind, "create",
-                                      self.sdk(gw, "create"), name=a.name, policy=p["policy"]))
+                                      self.sdk(gw, "create"), name=a.name, policy=p["policy"],
+                                      found=self.finder(gw, a, p)))
+
+    def made_by(self, obj: CloudObject, a: PlannedAction, p: Params) -> bool:
+        return obj.name == a.name  # the name carries the owner UID
 
 
 ADAPTERS = (Server(), ServerGroup())

@@ -95,7 +95,20 @@ class Member(OctaviaAdapter):
     def create(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         pool_id = p.pop("pool_id")
         return self.to_object(gw.call(self.service, self.kind, "create",
-                                      self.sdk(gw, "create"), pool_id, name=a.name, **p))
+                                      self.sdk(gw, "create"), pool_id, name=a.name,
+                                      found=self.member_finder(gw, a, p, pool_id), **p))
+
+    def member_finder(self, gw: Gateway, a: PlannedAction, p: Params, pool_id: str) -> Any:
+        """Members are listed per pool: look in the pool for one with our name and address."""
+        def found() -> Any:
+            items = gw.call(self.service, self.kind, "list", gw.sdk(self.proxy, "members"),
+                            pool_id)
+            for obj in map(self.to_object, items):
+                if obj.name == a.name and obj.get("address") == p.get("address"):
+                    return obj.attrs
+            return None
+
+        return found
 
     def update(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         pool_id = p.pop("pool_id")
