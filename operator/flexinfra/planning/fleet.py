@@ -197,13 +197,16 @@ class _FleetPlanner:
             index = retry.pop(0) if retry else free
             used.add(index)
             indexes.append(index)
-        if i.ports_first and any(n not in o.ports for n in range(i.replicas)):
-            # the addresses of every replica before any boot script: ports only this pass
-            for n in range(i.replicas):
+        if i.ports_first and self.unprepared():
+            # every replica's address (and data volume) before any boot script: no server
+            # this pass, only what the boot scripts name
+            for n in self.unprepared():
                 if n not in o.ports:
                     self.ensure_port(n, at, sg_id)
-            b.plan.waiting.append("ports of every node first (their addresses go into each "
-                                  "node's configuration)")
+                if i.volume_size_gb and n not in o.volumes:
+                    self.create_volume(n)
+            b.plan.waiting.append("ports and volumes of every node first (a node's "
+                                  "configuration names them)")
             indexes = []
         for index in indexes:
             zone = choose_zone(i, zones)
@@ -335,6 +338,12 @@ class _FleetPlanner:
         else:
             why = "replaced (template or zone changed)"
         b.add(Verb.DELETE, Kind.SERVER, v.obj.name, why, None, v.obj.id)
+
+    def unprepared(self) -> list[int]:
+        """Indexes below ``replicas`` whose port (or volume) does not exist yet."""
+        i, o = self.i, self.o
+        return [n for n in range(i.replicas)
+                if n not in o.ports or (i.volume_size_gb and n not in o.volumes)]
 
     def ensure_port(self, index: int, at: Attachment, sg_id: Id | Sequence[Id]) -> Id:
         """The index's port: created (or adopted), or its security groups put back."""
