@@ -212,6 +212,7 @@ def _pass(ctx: Converged, st: ClusterState, servers: dict, server_ids: dict,
             st.unhealthy_since = None
             if st.recovery.get("phase") not in (None, "Healthy"):
                 st.recovery["phase"] = "Healthy"
+                st.recovery.pop("bootstrapNode", None)
             result.done, result.ready_message = True, message
         else:
             result.reason, result.message, result.requeue_after = reason, message, 2.0

@@ -37,6 +37,9 @@ class HealthCheckIntent:
     timeout: int = 3
     max_retries: int = 3
     expected_codes: str = "200"
+    #: failed checks before a member is marked down (Octavia's ``max_retries_down``, haproxy's
+    #: ``fall``; Octavia's default 3); None: not set
+    max_retries_down: int | None = None
 
     def monitor(self) -> dict[str, Any]:
         """The health monitor's attributes, as Octavia names them."""
@@ -48,6 +51,8 @@ class HealthCheckIntent:
         }
         if self.type.upper() in ("HTTP", "HTTPS"):
             want |= {"url_path": self.path, "expected_codes": self.expected_codes}
+        if self.max_retries_down is not None:
+            want["max_retries_down"] = self.max_retries_down
         return want
 
 
