@@ -217,9 +217,9 @@ class RecoveryStatus(StatusModel):
                               "Bootstrapping, NeedsHuman.")
     bootstrap_node: str | None = None
     reason: str | None = None
-    evidence: list[str] = Field(default_factory=list)
+    evidence: list[str] | None = None
     started_at: str | None = None
-    steps: list[RecoveryStep] = Field(default_factory=list)
+    steps: list[RecoveryStep] | None = None
 
 
 class GaleraClusterStatus(StatusModel):

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from flexinfra.api.conditions import Reason, now_rfc3339
 from flexinfra.cloud.adapters import adapter
-from flexinfra.core.errors import FlexinfraError
+from flexinfra.core.errors import ErrorCode, FlexinfraError
 from flexinfra.core.kinds import Kind
 from flexinfra.galera.client import AgentClient, AgentError, AgentUnreachable, client_context
 from flexinfra.galera.decide import Decision, decide
@@ -274,6 +274,9 @@ def _do(owner: Any, st: ClusterState, a: Action, server_ids: Mapping[str, str],
             else:
                 return None  # already gone: the fleet re-creates it
         except FlexinfraError as e:
+            if e.code is ErrorCode.CONFLICT:  # 409: Nova is already doing it (powering-on)
+                st.nova_done[a.node or ""] = (what, time.monotonic())
+                return None
             return f"Nova refused: {e.message}"
         st.nova_done[a.node or ""] = (what, time.monotonic())
         return "asked Nova"
