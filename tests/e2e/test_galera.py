@@ -17,6 +17,7 @@ import os
 import threading
 import time
 
+import pymysql
 import pytest
 
 from tests.e2e import galera_lib as G
@@ -267,3 +268,80 @@ def test_passwords_never_reach_status_events_or_logs(kube, namespace, db, operat
     text = json.dumps(obj) + json.dumps(events) + operator.log_text()
     for s in secrets:
         assert s not in text
+
+
+# --- a site with a database on the cluster -------------------------------------------------------
+SITE_SCRIPT = """#!/bin/sh
+. /etc/flexinfra/database.env
+mkdir -p /srv/www && cd /srv/www
+echo ok > healthz
+H=$(hostname)
+M="mariadb -h $DB_HOST -P $DB_PORT -u $DB_USER -p$DB_PASSWORD $DB_NAME"
+$M -e "CREATE TABLE IF NOT EXISTS visits (host VARCHAR(64), at DOUBLE)" 2>>db.err
+$M -e "INSERT INTO visits VALUES ('$H', UNIX_TIMESTAMP())" 2>>db.err
+N=$($M -N -e "SELECT COUNT(*) FROM visits WHERE host='$H'" 2>>db.err)
+echo "rows=$N $H" > index.html
+exec python3 -m http.server 80 --bind 0.0.0.0
+"""
+
+
+def test_website_database_reads_and_writes_through_the_endpoint(kube, namespace, db, conn):
+    from tests.e2e.test_website import page
+
+    cluster_name, password = db
+    kube.apply({"apiVersion": "flexinfra.io/v1alpha1", "kind": "SiteTemplate",
+                "metadata": {"name": "dbweb", "namespace": namespace},
+                "spec": {"image": "cirros", "flavor": "m1.tiny", "ports": [{"port": 80}],
+                         "userData": SITE_SCRIPT}})
+    site = unique("dbsite")
+    network = f"fi-{namespace}-{cluster_name}-net"
+    manifest = {
+        "apiVersion": "flexinfra.io/v1alpha1", "kind": "WebSite",
+        "metadata": {"name": site, "namespace": namespace},
+        "spec": {"cloud": {"secretName": "tenant", "cloudName": "demo"}, "template": "dbweb",
+                 "replicas": 1, "network": {"existingNetwork": network},
+                 "publicIP": {"enabled": False},
+                 "loadBalancer": {"ports": [80], "healthCheck": {"path": "/healthz"}},
+                 "database": {"galeraCluster": cluster_name, "name": "site_a",
+                              "deletionPolicy": "Delete"}},
+    }
+    # a site that cannot reach the endpoint is refused, nothing built
+    bad = unique("dbbad")
+    kube.apply({**manifest, "metadata": {"name": bad, "namespace": namespace},
+                "spec": {**manifest["spec"], "network": {"cidr": "10.70.8.0/24"}}})
+    obj = kube.wait_condition("websites", namespace, bad, status="False",
+                              reason="InvalidSpec", timeout=90)
+    message = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")["message"]
+    assert network in message and "publicIP" in message, message
+    assert owned_by(conn, obj["metadata"]["uid"]) == {}
+    kube.delete("websites", namespace, bad)
+
+    kube.apply(manifest)
+    obj = kube.wait_condition("websites", namespace, site, timeout=360)
+    server = obj["status"]["resources"]["servers"][0]
+    answer = page(server["address"])
+    assert answer.startswith("rows=1 "), answer
+    mode = G.in_vm(server["id"], "stat", "-c", "%a %U", "/etc/flexinfra/database.env").stdout
+    assert mode.strip() == "600 root", mode
+    secret = kube.core.read_namespaced_secret(f"{site}-db", namespace).data
+    creds = {k: base64.b64decode(v).decode() for k, v in secret.items()}
+    assert creds["database"] == "site_a" and creds["username"] == "site_a"
+    cluster = kube.get(G.PLURAL, namespace, cluster_name)
+    assert f"{creds['host']}:{creds['port']}" == cluster["status"]["endpoint"]
+    c = pymysql.connect(host=creds["host"], port=int(creds["port"]), user=creds["username"],
+                        password=creds["password"], database="site_a", connect_timeout=5)
+    with c.cursor() as cur:
+        cur.execute("SELECT host FROM visits")
+        assert [r[0] for r in cur.fetchall()] == [answer.split()[1]]
+    c.close()
+    text = json.dumps(kube.get("websites", namespace, site)) + json.dumps(
+        kube.events(namespace, site))
+    assert creds["password"] not in text
+
+    kube.delete("websites", namespace, site)
+    wait_for(lambda: not kube.exists("websites", namespace, site), 300, "site deleted")
+    root = G.connect(creds["host"], int(creds["port"]), password, timeout=5)
+    with root.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE 'site_a'")
+        assert cur.fetchall() == (), "deletionPolicy: Delete left the database"
+    root.close()
