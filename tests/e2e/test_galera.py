@@ -286,8 +286,6 @@ exec python3 -m http.server 80 --bind 0.0.0.0
 
 
 def test_website_database_reads_and_writes_through_the_endpoint(kube, namespace, db, conn):
-    from tests.e2e.test_website import page
-
     cluster_name, password = db
     kube.apply({"apiVersion": "flexinfra.io/v1alpha1", "kind": "SiteTemplate",
                 "metadata": {"name": "dbweb", "namespace": namespace},
@@ -317,6 +315,16 @@ def test_website_database_reads_and_writes_through_the_endpoint(kube, namespace,
     kube.delete("websites", namespace, bad)
 
     kube.apply(manifest)
+    try:
+        site_checks(kube, namespace, site, cluster_name, password)
+    finally:  # the site's ports are on the cluster's subnet: it goes first
+        kube.delete("websites", namespace, site)
+        wait_for(lambda: not kube.exists("websites", namespace, site), 300, "site deleted")
+
+
+def site_checks(kube, namespace, site, cluster_name, password):
+    from tests.e2e.test_website import page
+
     obj = kube.wait_condition("websites", namespace, site, timeout=360)
     server = obj["status"]["resources"]["servers"][0]
     answer = page(server["address"])
@@ -337,7 +345,6 @@ def test_website_database_reads_and_writes_through_the_endpoint(kube, namespace,
     text = json.dumps(kube.get("websites", namespace, site)) + json.dumps(
         kube.events(namespace, site))
     assert creds["password"] not in text
-
     kube.delete("websites", namespace, site)
     wait_for(lambda: not kube.exists("websites", namespace, site), 300, "site deleted")
     root = G.connect(creds["host"], int(creds["port"]), password, timeout=5)

@@ -251,7 +251,9 @@ class _FleetPlanner:
                 + ", ".join(v.obj.name for v in stale)
                 + (DOWN_IN_PLACE if i.in_place and i.replicas == 1 else "")
             )
-        elif i.volume_size_gb and not ready:
+        elif i.volume_size_gb and not ready and not i.ports_first:
+            # (with ports_first the volumes are made before the servers: taking one is
+            # the normal first creation, not a replacement)
             # the old server is gone: its successor is being created with the kept volume
             taking_over = sorted(n for n in planned if n in o.volumes)
             if taking_over:
