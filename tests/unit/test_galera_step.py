@@ -128,6 +128,14 @@ def test_healthy_cluster_is_ready_only_after_a_write_through_the_endpoint(env):
     assert not result.events
 
 
+def test_a_new_cluster_without_a_writer_yet_becomes_ready(env):
+    run, probes = env
+    galera_step._registry[OWNER.uid] = galera_step.ClusterState(fleet=AgentFleet({}),
+                                                                bootstrapped=True)
+    result, st, _ = run([synced(n) for n in N])
+    assert result.done and st.writer == N[0] and not result.events
+
+
 def test_a_failed_probe_is_not_ready(env, monkeypatch):
     run, _ = env
     monkeypatch.setattr(galera_probe, "write_probe",

@@ -179,7 +179,9 @@ def galera(ctx: Converged) -> StepResult:
 def _pass(ctx: Converged, st: ClusterState, servers: dict, server_ids: dict,
           intact: dict, nova: NovaActions | None) -> StepResult:
     intent, owner = ctx.intent, ctx.intent.owner
-    cobs = st.fleet.observe(servers, writer=st.writer or intent.cloud.node_name(0),
+    if st.writer is None:  # a new cluster: the endpoint starts with the first node normal
+        st.writer = intent.cloud.node_name(0)
+    cobs = st.fleet.observe(servers, writer=st.writer,
                             policy=intent.policy, volumes_intact=intact,
                             bootstrap_in_flight=st.bootstrap_in_flight,
                             created=st.bootstrapped)
