@@ -277,10 +277,13 @@ mkdir -p /srv/www && cd /srv/www
 echo ok > healthz
 H=$(hostname)
 M="mariadb -h $DB_HOST -P $DB_PORT -u $DB_USER -p$DB_PASSWORD $DB_NAME"
-$M -e "CREATE TABLE IF NOT EXISTS visits (host VARCHAR(64), at DOUBLE)" 2>>db.err
-$M -e "INSERT INTO visits VALUES ('$H', UNIX_TIMESTAMP())" 2>>db.err
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  $M -e "CREATE TABLE IF NOT EXISTS visits (host VARCHAR(64), at DOUBLE);
+         INSERT INTO visits VALUES ('$H', UNIX_TIMESTAMP())" 2>>db.err && break
+  sleep 2
+done
 N=$($M -N -e "SELECT COUNT(*) FROM visits WHERE host='$H'" 2>>db.err)
-echo "rows=$N $H" > index.html
+echo "rows=$N $H $(tail -c 300 db.err | tr '\n' ' ')" > index.html
 exec python3 -m http.server 80 --bind 0.0.0.0
 """
 
