@@ -129,7 +129,7 @@ def test_healthy_cluster_is_ready_only_after_a_write_through_the_endpoint(env):
 
 
 def test_a_new_cluster_without_a_writer_yet_becomes_ready(env):
-    run, probes = env
+    run, _probes = env
     galera_step._registry[OWNER.uid] = galera_step.ClusterState(fleet=AgentFleet({}),
                                                                 bootstrapped=True)
     result, st, _ = run([synced(n) for n in N])

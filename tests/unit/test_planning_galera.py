@@ -256,3 +256,18 @@ def test_bad_specs_are_refused_with_a_clear_message(bad, words):
     with pytest.raises(ValidationError) as e:
         spec(**bad)
     assert words in str(e.value)
+
+
+def test_a_rolling_replacement_waits_until_every_node_is_synced(creds):
+    i = intent(creds)
+    o = built(i)
+    old = o.fleet.servers[0]
+    o.fleet.servers[0] = obj("server", old.id, old.name, "ACTIVE",
+                             tags=[t for t in old.tags if not t.startswith("flexinfra-tmpl")]
+                             + ["flexinfra-tmpl:old"])
+    lb_built(i, o, {0: False, 1: True, 2: True})
+    assert [a.name for a in actions(plan_galera(i, o), "delete")] == [f"{P}-db-0"]  # drain
+    o.all_synced = False
+    plan = plan_galera(i, o)
+    assert not actions(plan, "delete")
+    assert any("once every node is Synced" in w for w in plan.waiting)

@@ -176,6 +176,7 @@ def lookups(gateway: Gateway, intent: ClusterIntent, obs: ObservedGalera) -> Non
     if i.availability_zones:
         obs.fleet.available_zones = gateway.availability_zones()
     obs.writer = galera_step.writer_of(intent)
+    obs.all_synced = galera_step.all_synced(intent)
 
 
 # --- status -----------------------------------------------------------------------------------

@@ -114,6 +114,7 @@ class ClusterState:
     unhealthy_since: float | None = None
     nova_done: dict[str, tuple[str, float]] = field(default_factory=dict)
     applied: dict[str, str] = field(default_factory=dict)  # what -> password fingerprint
+    healthy: bool | None = None  # every node Synced at the last look
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -125,6 +126,12 @@ def writer_of(intent: Any) -> str | None:
     """The writer the plan should put in front: the step's last choice, else the status'."""
     st = _registry.get(intent.owner.uid)
     return (st.writer if st is not None and st.writer else None) or intent.writer_hint
+
+
+def all_synced(intent: Any) -> bool:
+    """Every node Synced at the last look (unknown before the first: True, nothing to hold)."""
+    st = _registry.get(intent.owner.uid)
+    return st is None or st.healthy is not False
 
 
 def forget(uid: str) -> None:
@@ -189,7 +196,7 @@ def _pass(ctx: Converged, st: ClusterState, servers: dict, server_ids: dict,
         st.bootstrapped, st.bootstrap_in_flight = True, None
     decision = decide(cobs)
     events = carry_out(owner, st, decision, server_ids, nova)
-    healthy = is_healthy(cobs, intent.cloud.replicas, st.writer)
+    healthy = st.healthy = is_healthy(cobs, intent.cloud.replicas, st.writer)
     needs_human = decision.of(NeedsHuman)
     _metrics(owner, cobs)
     result = StepResult(done=False, events=events)

@@ -26,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from flexinfra.core.kinds import Kind
+from flexinfra.core import tags as T
+from flexinfra.core.kinds import Kind, Verb
 from flexinfra.core.objects import CloudObject
 from flexinfra.core.plan import Plan
 from flexinfra.planning.builder import PlanBuilder
@@ -164,6 +165,9 @@ class ObservedGalera:
     untagged: dict[str, CloudObject] = field(default_factory=dict)
     #: the node the writer endpoint sends writes to (None: the first node)
     writer: str | None = None
+    #: every node was Synced in one Primary component at the Galera step's last look (a
+    #: rolling replacement takes a node down only then)
+    all_synced: bool = True
 
     @property
     def floating_ip_view(self) -> FloatingIPObserved:
@@ -210,6 +214,8 @@ def plan_galera(intent: GaleraIntent, observed: ObservedGalera) -> Plan:
         fleet_intent = replace(fleet_intent, user_data_for=user_data)
     group_id = plan_server_group(b, fleet_intent, o.fleet)
     fleet = plan_fleet(b, fleet_intent, o.fleet, at, sg_ids, group_id)
+    if not o.all_synced:
+        hold_rolling_replacement(b, i, o)
     writer = o.writer or i.node_name(0)
     if lb_ref is not None:
         plan_listeners_and_pools(b, lbi, o.lb, lb_ref)
@@ -223,6 +229,22 @@ def plan_galera(intent: GaleraIntent, observed: ObservedGalera) -> Plan:
         plan_member_options(b, o.lb, wanted)
         plan_floating_ip(b, i.floating_ip, o.floating_ip_view, o.lb.load_balancer)
     return b.plan
+
+
+def hold_rolling_replacement(b: PlanBuilder, i: GaleraIntent, o: ObservedGalera) -> None:
+    """The fleet replaces servers of an old template one at a time while the others serve;
+    for Galera "serve" means Synced: a second node must not go down while the first one's
+    successor is still joining (SST or IST), or the cluster could lose its quorum. Failed
+    servers are not held (they serve nothing)."""
+    stale = {s.id: s.name for s in o.fleet.servers if s.status == "ACTIVE"
+             and T.tag_value(s.tags, T.TEMPLATE_PREFIX) != i.template_hash}
+    held = [a for a in b.plan.actions if a.verb is Verb.DELETE and (
+        (a.kind is Kind.SERVER and a.target_id in stale)
+        or (a.kind is Kind.MEMBER and a.name in stale.values()))]  # its drain first
+    if held:
+        b.plan.actions = [a for a in b.plan.actions if a not in held]
+        b.plan.waiting.append("replacing " + ", ".join(sorted({a.name for a in held}))
+                              + " once every node is Synced")
 
 
 def endpoints(intent: GaleraIntent, observed: ObservedGalera) -> dict[str, str | None]:
