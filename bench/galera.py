@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,8 +48,19 @@ def main() -> None:
     args = ap.parse_args()
     paths = sandbox_paths()
     kube, conn = Kube(paths.kubeconfig), cloud(paths.clouds_yaml)
-    for f in ("flexinfra.io_galeraclusters.yaml", "flexinfra.io_websites.yaml"):
-        kube.kubectl("apply", "-f", str(REPO / "crds" / f))
+    crds = [str(REPO / "crds" / f) for f in ("flexinfra.io_galeraclusters.yaml",
+                                             "flexinfra.io_websites.yaml")]
+    stop = threading.Event()
+
+    def keep_crds() -> None:  # the sandbox's apiserver is shared: keep this API applied
+        while True:
+            for f in crds:
+                kube.kubectl("apply", "-f", f, check=False)
+            if stop.wait(5):
+                return
+
+    threading.Thread(target=keep_crds, daemon=True).start()
+    time.sleep(3)
     ns = unique("bench-gc")
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     kube.apply(tenant_secret(ns, paths.clouds_yaml))
@@ -122,6 +134,7 @@ def main() -> None:
             kube.delete_namespace(ns)
         finally:
             op.stop()
+            stop.set()
 
 
 if __name__ == "__main__":

@@ -170,8 +170,8 @@ def galera_watch(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def galera_deleted(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    spec = GaleraClusterSpec.model_validate(dict(body.spec))
-    retain = str(spec.deletion_policy) == "Retain"
+    # read as written: a spec that no longer validates must not block its own deletion
+    retain = body.spec.get("deletionPolicy", "Retain") != "Delete"
     RUNNER.delete(body, patch, lambda owner, gw: teardown_galera(owner, gw, retain))
     meta = body.metadata
     for secret in (agent_secret_name(meta.name), f"{meta.name}-root"):

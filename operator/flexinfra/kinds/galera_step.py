@@ -277,7 +277,7 @@ def _do(owner: Any, st: ClusterState, a: Action, server_ids: Mapping[str, str],
                 nova.start(server_id)
             elif isinstance(a, RebootServer):
                 nova.reboot(server_id)
-                st.fleet._silent_since.pop(a.node, None)  # time its silence from the reboot
+                st.fleet.forget_silence(a.node or "")  # time its silence from the reboot
             elif server_id is not None:
                 nova.delete(server_id)
             else:
