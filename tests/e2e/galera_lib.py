@@ -193,11 +193,32 @@ def check_data(kube, ns: str, name: str, writes: Writes, password: str) -> dict[
     return sums
 
 
+def nodes_synced(obj: dict, password: str) -> bool:
+    """Ground truth, not the status (which may not show a fault yet): every node answers SQL
+    Synced in a Primary component of ``replicas`` nodes."""
+    for node in obj["status"]["nodes"]:
+        try:
+            c = connect(node["address"], 3306, password, timeout=3)
+        except pymysql.MySQLError:
+            return False
+        with c.cursor() as cur:
+            cur.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state_comment',"
+                        " 'wsrep_cluster_size', 'wsrep_cluster_status')")
+            got = dict(cur.fetchall())
+        c.close()
+        if (got.get("wsrep_local_state_comment"), got.get("wsrep_cluster_status"),
+                got.get("wsrep_cluster_size")) != ("Synced", "Primary",
+                                                   str(obj["spec"]["replicas"])):
+            return False
+    return True
+
+
 def wait_ready(kube, ns: str, name: str, timeout: float = 300) -> dict:
     def ready():
         obj = kube.get(PLURAL, ns, name)
         st = obj.get("status") or {}
         cond = next((c for c in st.get("conditions", []) if c["type"] == "Ready"), {})
         return (cond.get("status") == "True" and st.get("clusterSize") == obj["spec"]["replicas"]
-                and all(n.get("state") == "Synced" for n in st.get("nodes", [])) and obj)
+                and all(n.get("state") == "Synced" for n in st.get("nodes", []))
+                and nodes_synced(obj, root_password(kube, ns, name)) and obj)
     return wait_for(ready, timeout, f"{name} Ready with every node Synced", every=0.5)
