@@ -183,7 +183,11 @@ def test_kill_two_nodes_recovers_without_a_bootstrap_of_a_lower_seqno(kube, name
         G.kill_mariadbd(server_of(obj, writer))
         seen["first commit"] = first_commit_after(w, t, 180)
 
-    scenario(kube, namespace, name, password, kill, check_writer_moved=True)
+    # the writer moves to the survivor, which is pc.bootstrapped; it may move back later (a
+    # node that becomes a donor for a rejoining one is no writer), so only the path is checked
+    _, _, after = scenario(kube, namespace, name, password, kill)
+    steps = [s["action"] for s in after["status"]["recovery"]["steps"]]
+    assert "SetWriter" in steps and ({"PcBootstrap", "BootstrapFrom"} & set(steps)), steps
     FIGURES["kill -9 of two -> first commit"] = f"{seen['first commit']:.1f} s"
 
 
