@@ -61,6 +61,17 @@ class Writes:
     def first_ack_after(self, t: float) -> float | None:
         return next((a for a in self.acked_at if a > t), None)
 
+    def outage_after(self, t: float) -> float | None:
+        """From ``t`` (the fault) to the first commit after the longest silence that follows
+        it: a commit already in flight when the fault struck may still be acknowledged just
+        after it, which is not the service coming back."""
+        prev, worst = None, None
+        for a in self.acked_at:
+            if prev is not None and a > t and (worst is None or a - max(prev, t) > worst[0]):
+                worst = (a - max(prev, t), a)
+            prev = a
+        return worst[1] - t if worst else None
+
     def summary(self) -> str:
         return f"{len(self.acked)} rows acknowledged, {len(self.failures)} failed attempts"
 

@@ -136,8 +136,12 @@ def non_writer(obj: dict) -> str:
 
 
 def first_commit_after(w: G.RowWriter, t: float, timeout: float = 90) -> float:
-    return wait_for(lambda: w.result.first_ack_after(t), timeout, "a commit after the fault",
-                    every=0.1) - t
+    """Seconds from the fault to the first commit after the outage it caused (waits for
+    commits to flow again for 3 s, so the outage is over)."""
+    wait_for(lambda: w.result.first_ack_after(t) is not None and
+             w.result.acked_at[-1] - (w.result.outage_after(t) or 0) - t > 3, timeout,
+             "commits flowing again after the fault", every=0.2)
+    return w.result.outage_after(t)
 
 
 def test_kill_writer_moves_the_writer_and_loses_nothing(kube, namespace, db):
