@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -66,6 +67,8 @@ def run(args: Any) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if os.environ.get("FLEXINFRA_DEBUG_STATUS"):  # which status fields each write changes
+        logging.getLogger("flexinfra.handlers.common").setLevel(logging.DEBUG)
     from flexinfra.handlers import register
     from flexinfra.handlers.common import RequeueLogFilter
 

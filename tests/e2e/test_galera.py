@@ -144,6 +144,20 @@ def first_commit_after(w: G.RowWriter, t: float, timeout: float = 90) -> float:
     return w.result.outage_after(t)
 
 
+def test_a_ready_cluster_writes_nothing_while_nothing_changes(kube, namespace, db, operator):
+    """Five operator passes (agents asked, a probe row written each time) and not one status
+    write: the status holds nothing that moves by itself (no running node's seqno)."""
+    name, _ = db
+    G.wait_ready(kube, namespace, name)
+    time.sleep(4)
+    before = kube.get(G.PLURAL, namespace, name)["metadata"]["resourceVersion"]
+    writes = operator.metrics().get('flexinfra_status_writes_total{kind="GaleraCluster"}', 0)
+    time.sleep(12)
+    assert kube.get(G.PLURAL, namespace, name)["metadata"]["resourceVersion"] == before
+    assert operator.metrics().get(
+        'flexinfra_status_writes_total{kind="GaleraCluster"}', 0) == writes
+
+
 def test_kill_writer_moves_the_writer_and_loses_nothing(kube, namespace, db):
     name, password = db
     seen = {}

@@ -240,3 +240,23 @@ def test_no_password_in_status_or_events(env):
         result, _, _ = run(statuses)
         text = json.dumps(result.status) + json.dumps(result.events) + result.message
         assert ROOT not in text and PROBE not in text
+
+
+def _nulls(value, path=""):
+    if value is None:
+        return [path]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _nulls(v, f"{path}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _nulls(v, f"{path}[{i}]")]
+    return []
+
+
+def test_the_status_holds_no_null_the_apiserver_would_drop(env):
+    """A null the stored status does not hold makes a patch on every pass."""
+    run, _ = env
+    for statuses in ([stopped(100, desired="member"), synced(N[1], 2), synced(N[2], 2)],
+                     [stopped(7, "member"), stopped(9, "member"), stopped(8, "member")],
+                     [synced(n) for n in N]):
+        result, _, _ = run(statuses)
+        assert _nulls(result.status) == [], _nulls(result.status)

@@ -399,7 +399,7 @@ def status_fields(ctx: Converged, st: ClusterState, cobs: ClusterObs) -> dict[st
         nodes.append(node)
     primary = [n for n in cobs.nodes if n.cluster_status == "Primary"]
     size = max((n.cluster_size or 0) for n in primary) if primary else 0
-    return {
+    out = {
         "nodes": nodes,
         "clusterSize": size,
         "clusterStatus": "Primary" if primary else "non-Primary",
@@ -407,6 +407,9 @@ def status_fields(ctx: Converged, st: ClusterState, cobs: ClusterObs) -> dict[st
         "bootstrapped": st.bootstrapped,
         "recovery": {k: v for k, v in st.recovery.items() if v not in (None, [], "")} or None,
     }
+    # absent rather than null: a null the stored status does not hold would be a patch on
+    # every pass that changes nothing
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def _metrics(owner: Any, cobs: ClusterObs) -> None:
