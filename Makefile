@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit galera-test sandbox-test campaign lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
+.PHONY: demo test unit galera-test galera-campaign galera-bench sandbox-test campaign lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
 
 # The development venv: the operator, its tests, and the sandbox (a separate distribution in
 # sandbox/, not in the operator's wheel or image). The OpenStack services get their own venv,
@@ -36,6 +36,16 @@ unit: $(STAMP)
 galera-test: $(STAMP)
 	bash sandbox/install-packages.sh
 	$(BIN)/pytest -m galera -q
+
+# GaleraCluster on the sandbox: every failure scenario (kill -9 of the writer, of a
+# non-writer, of two nodes; full outage; partition; a server replaced), figures printed
+# (~15 min; the default e2e run holds a sample)
+galera-campaign: $(STAMP)
+	FLEXINFRA_GALERA_CAMPAIGN=1 $(BIN)/pytest tests/e2e/test_galera.py -q -s
+
+# GaleraCluster figures: create -> Ready, writer failover, full outage, agent RSS
+galera-bench: $(STAMP)
+	$(BIN)/python bench/galera.py
 
 sandbox-test: $(STAMP)
 	$(BIN)/flexinfra sandbox up

@@ -156,3 +156,68 @@ def set_secret_finalizer(namespace: str, name: str, finalizer: str, present: boo
 
 def list_objects(plural: str, namespace: str) -> list[dict]:
     return custom().list_namespaced_custom_object(GROUP, VERSION, namespace, plural)["items"]
+
+
+# --- Secrets the operator makes (a GaleraCluster's credentials, a site's database) ----------
+def read_secret(namespace: str, name: str) -> dict[str, str] | None:
+    """The Secret's data decoded, or None when it does not exist."""
+    try:
+        secret = core().read_namespaced_secret(name, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    out = {}
+    for key, value in (secret.data or {}).items():
+        try:
+            out[key] = base64.b64decode(value).decode()
+        except (ValueError, UnicodeDecodeError):
+            out[key] = ""
+    return out
+
+
+def secret_owned_by(namespace: str, name: str, uid: str) -> bool:
+    try:
+        secret = core().read_namespaced_secret(name, namespace)
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return any(ref.uid == uid for ref in (secret.metadata.owner_references or []))
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "name": name, "uid": uid,
+            "controller": True, "blockOwnerDeletion": False}
+
+
+def write_secret(namespace: str, name: str, data: dict[str, str], owner: dict | None,
+                 labels: dict[str, str] | None = None) -> None:
+    """Create the Secret, or replace its data when it exists (``stringData``)."""
+    body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels or {},
+                         "ownerReferences": [owner] if owner else []},
+            "stringData": data}
+    try:
+        core().create_namespaced_secret(namespace, body)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        core().patch_namespaced_secret(name, namespace, {"stringData": data})
+
+
+def delete_secret(namespace: str, name: str) -> None:
+    try:
+        core().delete_namespaced_secret(name, namespace)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
+def get_custom(plural: str, namespace: str, name: str) -> dict | None:
+    try:
+        return custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise

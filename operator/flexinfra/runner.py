@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -76,6 +77,8 @@ def run(args: Any) -> int:
     settings = Settings(**overrides)
     set_settings(settings)
     configure_logging()
+    if os.environ.get("FLEXINFRA_DEBUG_STATUS"):  # which status fields each write changes
+        logging.getLogger("flexinfra.handlers.common").setLevel(logging.DEBUG)
     from flexinfra.handlers import register
     from flexinfra.handlers.common import RequeueLogFilter
 

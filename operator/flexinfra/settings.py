@@ -41,6 +41,20 @@ class Settings(BaseSettings):
         "ONLINE, as the cloud's health monitors report; ignored: for a cloud that reports no "
         "member health, Ready from the API state of the servers and members.",
     )
+    galera_interval: float = Field(
+        default=2.0, ge=0.5,
+        description="Seconds between passes over each GaleraCluster once Ready (its agents' "
+        "statuses and a probe write; the tenant inventory is shared and cached): how soon a "
+        "failure is acted on beyond what the load balancer's health monitor does itself.",
+    )
+    operator_cidrs: list[str] = Field(
+        default_factory=list,
+        description="Where the operator's calls to the Galera agents come from (the agent "
+        "port is opened to these only). Empty: each cluster's own subnet, right when the "
+        "operator reaches the nodes through a port on that network (the sandbox). In a real "
+        "deployment: the egress (NAT) addresses of the Kubernetes nodes, e.g. "
+        "[\"198.51.100.7/32\"].",
+    )
     peering: str | None = Field(
         default=None, description="kopf peering name (not needed: the namespace Leases keep "
         "one instance acting per namespace whatever the number of replicas)."

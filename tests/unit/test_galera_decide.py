@@ -279,6 +279,19 @@ def test_no_agent_answers_needs_a_human_and_restarts_nothing():
     assert kinds(dec) == [("NeedsHuman", None)]
 
 
+def test_full_power_outage_powers_the_servers_on_and_decides_nothing_else():
+    """Every server SHUTOFF, no agent answers: Nova's word suffices to start them; no
+    bootstrap, no recovery until their agents report."""
+    dec = run(down("db-0"), down("db-1"), down("db-2", "ERROR"))
+    assert kinds(dec) == [("StartServer", "db-0"), ("StartServer", "db-1"),
+                          ("RebootServer", "db-2"), ("Wait", None)]
+
+
+def test_silent_agents_beside_down_servers_only_start_the_down_ones():
+    dec = run(down("db-0"), silent("db-1", 300), silent("db-2", 5))
+    assert kinds(dec) == [("StartServer", "db-0"), ("Wait", None)]
+
+
 # --- bootstraps in flight and the escape hatch --------------------------------------------------
 
 def test_bootstrap_in_flight_is_waited_for():

@@ -60,7 +60,8 @@ def cloud(monkeypatch):
     calls: list = []
     state = {"outcome": None, "raise": None}
 
-    def fake_reconcile(owner, spec, template, gateway, require_member_health=True):
+    def fake_reconcile(owner, spec, template, gateway, require_member_health=True,
+                       database=None):
         calls.append((owner, spec, template))
         if state["raise"]:
             raise state["raise"]

@@ -25,15 +25,19 @@ def as_set(rules):
 SHIPPED = as_set(rules_of(yaml.safe_load_all((REPO / "manifests/rbac.yaml").read_text())))
 
 
-def test_secrets_are_read_and_only_their_finalizer_patched():
-    assert {v for g, r, v in SHIPPED if r == "secrets"} == {"get", "patch"}
+def test_secrets_are_read_patched_and_only_the_operators_own_made_and_deleted():
+    """get: credentials; patch: their in-use finalizer, and the Secrets the operator makes;
+    create/delete: a GaleraCluster's agent credentials and root password, a site's database
+    credentials (never listed or watched)."""
+    assert {v for g, r, v in SHIPPED if r == "secrets"} == {"get", "patch", "create", "delete"}
 
 
 def test_nothing_cluster_scoped_beyond_what_kopf_and_the_leases_need():
     resources = {r for _, r, _ in SHIPPED}
     assert "namespaces" not in resources and "customresourcedefinitions" not in resources
     assert {v for g, r, v in SHIPPED if r == "leases"} == {"get", "create", "update"}
-    assert not [x for x in SHIPPED if x[2] in ("delete", "deletecollection", "*")]
+    assert not [x for x in SHIPPED if x[2] in ("deletecollection", "*")]
+    assert {r for _, r, v in SHIPPED if v == "delete"} == {"secrets"}
 
 
 def _helm(*args):

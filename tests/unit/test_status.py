@@ -50,3 +50,15 @@ def test_validation_message_names_the_manifest_field():
         })
     message = validation_message(err.value)
     assert message.startswith("spec.loadBalancer.ports.0:")
+
+
+def test_a_nested_key_no_longer_wanted_is_removed_and_then_nothing_differs():
+    from flexinfra.status import status_patch
+
+    current = {"recovery": {"phase": "Bootstrapping", "bootstrapNode": "db-0"}, "kopf": {}}
+    desired = {"recovery": {"phase": "Healthy"}}
+    assert status_patch(current, desired) == {
+        "recovery": {"phase": "Healthy", "bootstrapNode": None}}
+    stored = {"recovery": {"phase": "Healthy"}, "kopf": {}}
+    assert status_patch(stored, desired) == {}
+    assert status_patch(stored, {"recovery": {"phase": "Healthy", "reason": None}}) == {}

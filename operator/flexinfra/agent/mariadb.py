@@ -256,6 +256,19 @@ def database_sql(name: str, user: str, password: str, host: str = "%") -> str:
             f"GRANT ALL PRIVILEGES ON `{name}`.* TO {acct};\n")
 
 
+def root_password_sql(password: str) -> str:
+    """root keeps its unix-socket login (the agent's own) and gains a password, locally and
+    as ``root@'%'`` for administrators through the endpoint. Idempotent; replicated by
+    Galera (TOI). The password is validated, never escaped."""
+    if not _PASSWORD.match(password or ""):
+        raise ValueError("password must be 16-128 characters of [A-Za-z0-9_.~-]")
+    return ("ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR "
+            f"mysql_native_password USING PASSWORD('{password}');\n"
+            f"CREATE USER IF NOT EXISTS 'root'@'%' IDENTIFIED BY '{password}';\n"
+            f"ALTER USER 'root'@'%' IDENTIFIED BY '{password}';\n"
+            "GRANT ALL PRIVILEGES ON *.* TO 'root'@'%' WITH GRANT OPTION;\n")
+
+
 def drop_database_sql(name: str, user: str, host: str = "%") -> str:
     _validate(name, user, host)
     return f"DROP DATABASE IF EXISTS `{name}`;\nDROP USER IF EXISTS '{user}'@'{host}';\n"

@@ -21,6 +21,7 @@ Routes (all JSON; errors are ``{"error": message, ...details}``):
     POST   /v1/pc-bootstrap            {"wait": s}: pc.bootstrap=YES on a non-Primary node
     PUT    /v1/databases/<name>        {"user", "password", "host"}: database + user + grant
     DELETE /v1/databases/<name>        {"user", "host"}
+    PUT    /v1/root-password           {"password"}: root's password (local and remote)
 """
 
 from __future__ import annotations
@@ -188,6 +189,8 @@ class _JsonHandler(BaseHTTPRequestHandler):
             return sup.stop()
         if method == "POST" and path == "/v1/pc-bootstrap":
             return sup.pc_bootstrap(wait=wait)
+        if method == "PUT" and path == "/v1/root-password":
+            return sup.set_root_password(str(body.get("password") or ""))
         m = _DB_PATH.match(path)
         if m and method == "PUT":
             return sup.ensure_database(m.group(1), str(body.get("user") or ""),

@@ -432,6 +432,13 @@ class Supervisor:
             raise OpError(400, str(e)) from e
         return self._writer_sql(sql, f"database {name} dropped")
 
+    def set_root_password(self, password: str) -> dict:
+        try:
+            sql = mariadb.root_password_sql(password)
+        except ValueError as e:
+            raise OpError(400, str(e)) from e
+        return self._writer_sql(sql, "root password set", secret=password)
+
     def _writer_sql(self, sql: str, done: str, secret: str | None = None) -> dict:
         with self.operation_lock("database"):
             self._refresh_wsrep()

@@ -86,10 +86,12 @@ KINDS: tuple[Kind, ...] = (
         columns=(
             Column("Ready", READY),
             Column("Reason", REASON),
+            Column("Replicas", ".spec.replicas", "integer"),
             Column("Size", ".status.clusterSize", "integer"),
             Column("Status", ".status.clusterStatus"),
             Column("Writer", ".status.writer"),
             Column("Endpoint", ".status.endpoint"),
+            Column("Recovery", ".status.recovery.phase", priority=1),
             AGE,
         ),
     ),

@@ -192,6 +192,11 @@ class StorageSpec(ApiModel):
     )
 
 
+class DatabaseDeletionPolicy(StrEnum):
+    RETAIN = "Retain"
+    DELETE = "Delete"
+
+
 class DatabaseSpec(ApiModel):
     """A database and user on a GaleraCluster, credentials in a Secret."""
 
@@ -199,6 +204,11 @@ class DatabaseSpec(ApiModel):
     name: str = Field(
         pattern=r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$",
         description="Database (and user) name; the password goes to Secret <site>-db.",
+    )
+    deletion_policy: DatabaseDeletionPolicy = Field(
+        default="Retain",
+        description="Retain: deleting the site keeps the database and its user; Delete: "
+        "both are dropped with the site.",
     )
 
 

@@ -307,6 +307,11 @@ class Gateway:
         self._members[pool.id] = (frozenset(m.id for m in members), members)
         return members
 
+    def forget_members(self, pool_id: str) -> None:
+        """A member of this pool was changed in place (same IDs, other options): its next
+        listing must not come from the cache."""
+        self._members.pop(pool_id, None)
+
     # --- lookups (long-lived, cached) ----------------------------------------------------------
     def _cached(self, kind: str, key: str, ttl: float, fetch: Callable[[], Any]) -> Any:
         hit = self._lookups.get((kind, key))

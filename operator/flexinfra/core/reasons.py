@@ -37,3 +37,5 @@ class Reason(StrEnum):
     WAITING_FOR_HEALTH = "WaitingForHealthChecks"  # not Ready: members not ONLINE yet
     NOT_SERVING = "NotServing"  # not Ready: no member of a listener passes its health check
     RECOVERED = "Recovered"  # Event: what was degraded is not any more
+    NEEDS_HUMAN = "NeedsHuman"  # not Ready: the evidence is incomplete; a person must choose
+    NOT_WRITABLE = "NotWritable"  # not Ready: a write through the writer endpoint failed

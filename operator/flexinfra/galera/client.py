@@ -51,12 +51,30 @@ def client_context(ca_pem: str, cert_pem: str, key_pem: str) -> ssl.SSLContext:
     return ctx
 
 
+class _NamedHTTPSConnection(http.client.HTTPSConnection):
+    """Connects to an address but checks the certificate against a *name*: the node's name,
+    which its certificate carries as a DNS SAN. Certificates then do not depend on
+    addresses (a node's port, floating IP or NAT may change; its name does not)."""
+
+    def __init__(self, address: str, port: int, *, tls_name: str, context: ssl.SSLContext,
+                 timeout: float):
+        super().__init__(address, port, context=context, timeout=timeout)
+        self._tls_name = tls_name
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._tls_name)
+
+
 class AgentClient:
     def __init__(self, address: str, ctx: ssl.SSLContext, token: str, port: int = 8443,
-                 timeout: float = DEFAULT_TIMEOUT):
+                 timeout: float = DEFAULT_TIMEOUT, server_name: str | None = None):
+        """``server_name``: the name the agent's certificate must carry (the node's name);
+        None: its address (the certificate must then list the address)."""
         self.address = address
         self.port = port
         self.timeout = timeout
+        self.server_name = server_name
         self._ctx = ctx
         self._token = token
 
@@ -66,12 +84,17 @@ class AgentClient:
         return cls(address, ctx, creds.token, **kw)
 
     def __repr__(self) -> str:
-        return f"AgentClient({self.address}:{self.port})"
+        return f"AgentClient({self.server_name or ''}@{self.address}:{self.port})"
 
     def _call(self, method: str, path: str, body: dict | None = None,
               timeout: float | None = None) -> dict:
-        conn = http.client.HTTPSConnection(self.address, self.port, context=self._ctx,
-                                           timeout=timeout or self.timeout)
+        if self.server_name:
+            conn: http.client.HTTPSConnection = _NamedHTTPSConnection(
+                self.address, self.port, tls_name=self.server_name, context=self._ctx,
+                timeout=timeout or self.timeout)
+        else:
+            conn = http.client.HTTPSConnection(self.address, self.port, context=self._ctx,
+                                               timeout=timeout or self.timeout)
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Authorization": f"Bearer {self._token}", "Accept": "application/json"}
         if data is not None:
@@ -129,3 +152,8 @@ class AgentClient:
     def drop_database(self, name: str, user: str, host: str = "%") -> dict:
         return self._call("DELETE", f"/v1/databases/{quote(name, safe='')}",
                           {"user": user, "host": host}, timeout=30.0)
+
+    def set_root_password(self, password: str) -> dict:
+        """MariaDB's root may log in with this password (locally by socket as before, and
+        from the network as ``root@'%'``)."""
+        return self._call("PUT", "/v1/root-password", {"password": password}, timeout=30.0)

@@ -256,6 +256,16 @@ class _Ctx:
                 f"component up (now {k.value if k else 'unknown'}); not bootstrapping "
                 f"another node by itself. Set {FORCE_FIELD} to the node to bootstrap"))]
         if not any(n.agent_reachable for n in self.nodes):
+            # Nova's word that servers are down (a full power outage: every server SHUTOFF)
+            # is enough to power them on again: starting a server decides nothing about the
+            # data, its agent only reports. Silent agents on ACTIVE servers are another
+            # matter: the operator may be the one cut off
+            repairs = [r for n in self.of(Kind.NOVA_DOWN)
+                       if (r := self._repair(n, Kind.NOVA_DOWN, primary_exists=False))]
+            if repairs:
+                return [*repairs, Wait(evidence=self.ev(), reason=(
+                    "no node's agent answers and Nova reports servers down: bringing back "
+                    + ", ".join(a.node for a in repairs if a.node)))]
             return [NeedsHuman(evidence=self.ev(), reason=(
                 "no node's agent answers: the operator may be cut off rather than the nodes "
                 f"down; nothing is restarted blindly. Set {FORCE_FIELD} once checked"))]

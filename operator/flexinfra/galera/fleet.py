@@ -58,6 +58,10 @@ class AgentFleet:
         self.last_status = answers
         return answers
 
+    def forget_silence(self, name: str) -> None:
+        """Time this agent's silence afresh (its server was just rebooted)."""
+        self._silent_since.pop(name, None)
+
     def observe(self, servers: Mapping[str, str | None], *, writer: str | None,
                 policy: Policy, volumes_intact: Mapping[str, bool | None] | None = None,
                 bootstrap_in_flight: str | None = None, created: bool = True) -> ClusterObs:

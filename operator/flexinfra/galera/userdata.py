@@ -99,8 +99,10 @@ DATA_MOUNT="{b.data_mount}"
 #    Sandbox: already a mounted directory.
 if [ -n "$DATA_DEVICE" ] && ! mountpoint -q "$DATA_MOUNT"; then
   i=0
-  while [ ! -b "$DATA_DEVICE" ] && [ $i -lt 60 ]; do sleep 1; i=$((i+1)); done
-  if [ -b "$DATA_DEVICE" ]; then
+  while [ ! -b "$DATA_DEVICE" ] && ! mountpoint -q "$DATA_MOUNT" && [ $i -lt 60 ]; do
+    sleep 1; i=$((i+1))
+  done
+  if [ -b "$DATA_DEVICE" ] && ! mountpoint -q "$DATA_MOUNT"; then
     blkid "$DATA_DEVICE" >/dev/null 2>&1 || mkfs.ext4 -q -L fxdata "$DATA_DEVICE"
     mkdir -p "$DATA_MOUNT" && mount "$DATA_DEVICE" "$DATA_MOUNT"
   fi

@@ -3,4 +3,4 @@
 
 def register() -> None:
     """Import the handler modules, which registers them with kopf (reads the settings)."""
-    from flexinfra.handlers import sitetemplate, website  # noqa: F401
+    from flexinfra.handlers import galera, sitetemplate, website  # noqa: F401

@@ -15,6 +15,8 @@ from flexinfra.api.conditions import Condition, ConditionType, Reason, set_condi
 from flexinfra.metrics import OBJECT_READY, STATUS_WRITES
 from flexinfra.status import status_patch
 
+log = logging.getLogger(__name__)
+
 #: prefixes of the TemporaryError messages raised to come back later; kopf logs every one at
 #: ERROR, which pages people for a server that is merely booting (see RequeueLogFilter)
 PROGRESSING = "progressing:"
@@ -174,6 +176,8 @@ def write_status(
         patch.status[key] = value
     if diff:
         STATUS_WRITES.labels(kind).inc()
+        log.debug("%s %s/%s: status changes %s", kind, body.metadata.namespace,
+                  body.metadata.name, ", ".join(sorted(diff)))
     ready = next(
         (c for c in desired.get("conditions", []) if c.get("type") == "Ready"), None
     )

@@ -14,12 +14,13 @@ from flexinfra.api import (
     TEMPLATE_GENERATION_ANNOTATION,
     VERSION,
 )
-from flexinfra.api.conditions import Condition
+from flexinfra.api.conditions import Condition, Reason
 from flexinfra.api.sitetemplate import SiteTemplateSpec
 from flexinfra.api.website import WebSiteResources, WebSiteSpec, WebSiteStatus
 from flexinfra.core.errors import InvalidSpec
 from flexinfra.core.tags import Owner
 from flexinfra.handlers.common import (
+    PROGRESSING,
     deletion_filter,
     lease_active,
     transient_streaks,
@@ -27,6 +28,13 @@ from flexinfra.handlers.common import (
 )
 from flexinfra.handlers.protection import holds_finalizer
 from flexinfra.handlers.runner import Runner, gateway_for
+from flexinfra.handlers.site_database import (
+    DependencyWait,
+    drop_site_database,
+    ensure_site_database,
+    secret_name,
+)
+from flexinfra.k8s import delete_secret, secret_owned_by
 from flexinfra.kinds.website import reconcile_website, teardown_website
 from flexinfra.reconcile.outcome import Outcome
 from flexinfra.settings import get_settings
@@ -65,9 +73,15 @@ def _template(template_index: kopf.Index, namespace: str, name: str) -> SiteTemp
 
 def reconcile_once(owner: Owner, spec: WebSiteSpec, template_index: kopf.Index) -> Outcome:
     template = _template(template_index, owner.namespace, spec.template)
+    try:
+        database = ensure_site_database(owner, spec)
+    except DependencyWait as e:
+        # the servers boot with the credentials: nothing is built before the database is
+        return Outcome(False, Reason.DEPENDENCY_NOT_READY, str(e), progressing=True,
+                       requeue_after=10.0)
     gateway = gateway_for(owner.namespace, spec.cloud.model_dump(by_alias=True))
     return reconcile_website(owner, spec, template, gateway,
-                             get_settings().member_health == "required")
+                             get_settings().member_health == "required", database=database)
 
 
 def website_status(body: kopf.Body, outcome: Outcome, conditions: list[Condition]) -> dict:
@@ -123,3 +137,19 @@ def website_drift(body: kopf.Body, patch: kopf.Patch, template_index: kopf.Index
 @kopf.on.delete(GROUP, VERSION, PLURAL, when=deletion_filter)
 def website_deleted(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     RUNNER.delete(body, patch, teardown_website)
+    if not body.spec.get("database"):
+        return
+    meta = body.metadata
+    spec = WebSiteSpec.model_validate(dict(body.spec))
+    try:
+        done = drop_site_database(RUNNER.owner(body), spec)
+    except DependencyWait as e:
+        raise kopf.TemporaryError(f"{PROGRESSING} {e}", delay=10) from None
+    if done:
+        kopf.event(body, type="Normal", reason="DatabaseDropped", message=done)
+    elif spec.database is not None:
+        kopf.event(body, type="Normal", reason="DatabaseRetained",
+                   message=f"database {spec.database.name} kept on GaleraCluster "
+                   f"{spec.database.galera_cluster!r} (deletionPolicy: Retain)")
+    if secret_owned_by(meta.namespace, secret_name(meta.name), meta.uid):
+        delete_secret(meta.namespace, secret_name(meta.name))

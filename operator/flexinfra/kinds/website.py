@@ -24,6 +24,7 @@ from flexinfra.core.objects import CloudObject
 from flexinfra.core.plan import Plan, PlannedAction, Problem
 from flexinfra.core.reasons import Reason
 from flexinfra.core.tags import Owner
+from flexinfra.kinds.site_database import SiteDatabase, with_credentials
 from flexinfra.planning.load_balancer import ONLINE, HealthCheckIntent, member_health
 from flexinfra.planning.servers import server_views
 from flexinfra.planning.website import ObservedSite, SiteIntent, plan_site
@@ -55,7 +56,8 @@ __all__ = [
 
 
 # --- intent ------------------------------------------------------------------------------------
-def template_hash(template: Any, anti_affinity: str = "soft", volume: bool = False) -> str:
+def template_hash(template: Any, anti_affinity: str = "soft", volume: bool = False,
+                  database: str | None = None) -> str:
     """The template hash: what a server is made of, hence whether a server is current.
 
     The SiteTemplate's image, flavor, boot script, keypair and metadata, plus the two site
@@ -66,7 +68,7 @@ def template_hash(template: Any, anti_affinity: str = "soft", volume: bool = Fal
     that can only change by rebuilding a server goes into it; changing what goes into it
     replaces every server, so its material is frozen.
     """
-    return content_hash({
+    material = {
         "image": template.image,
         "flavor": template.flavor,
         "user_data": template.user_data,
@@ -74,7 +76,10 @@ def template_hash(template: Any, anti_affinity: str = "soft", volume: bool = Fal
         "metadata": dict(sorted(template.metadata.items())),
         "anti_affinity": str(anti_affinity),
         "volume": bool(volume),
-    })
+    }
+    if database is not None:  # the credentials file the servers boot with (its fingerprint)
+        material["database"] = database
+    return content_hash(material)
 
 
 def _user_data(template: Any, volume_size_gb: int | None) -> str | None:
@@ -87,7 +92,8 @@ def _user_data(template: Any, volume_size_gb: int | None) -> str | None:
 
 
 def site_intent(owner: Owner, spec: Any, template: Any,
-                require_member_health: bool = True) -> SiteIntent:
+                require_member_health: bool = True,
+                database: SiteDatabase | None = None) -> SiteIntent:
     lb = spec.load_balancer
     hc = lb.health_check
     anti_affinity = str(spec.anti_affinity)
@@ -102,7 +108,9 @@ def site_intent(owner: Owner, spec: Any, template: Any,
         dns_nameservers=tuple(spec.network.dns_nameservers),
         image=template.image,
         flavor=template.flavor,
-        user_data=_user_data(template, spec.storage.volume_size_gb),
+        user_data=(with_credentials(_user_data(template, spec.storage.volume_size_gb), database)
+                   if database is not None
+                   else _user_data(template, spec.storage.volume_size_gb)),
         key_name=template.key_name,
         server_metadata=dict(template.metadata),
         template_ports=tuple((p.port, str(p.protocol).lower()) for p in template.ports),
@@ -123,7 +131,8 @@ def site_intent(owner: Owner, spec: Any, template: Any,
         volume_size_gb=spec.storage.volume_size_gb,
         volume_type=spec.storage.volume_type,
         anti_affinity=anti_affinity,
-        template_hash=template_hash(template, anti_affinity, bool(spec.storage.volume_size_gb)),
+        template_hash=template_hash(template, anti_affinity, bool(spec.storage.volume_size_gb),
+                                    database.fingerprint if database is not None else None),
         domains=tuple(spec.domains),
         retained_tag=owner.retained_tag,
         require_member_health=require_member_health,
@@ -294,12 +303,13 @@ class WebSiteKind(CloudKind[SiteIntent, ObservedSite]):
     steps = (serving,)
 
     def intent(self, owner: Owner, spec: Any, template: Any = None,
-               require_member_health: bool = True, **_: Any) -> SiteIntent:
+               require_member_health: bool = True, database: SiteDatabase | None = None,
+               **_: Any) -> SiteIntent:
         if template is None:
             raise InvalidSpec(
                 f"SiteTemplate {spec.template!r} not found: create it or fix spec.template"
             )
-        intent = site_intent(owner, spec, template, require_member_health)
+        intent = site_intent(owner, spec, template, require_member_health, database)
         problems = spec_problems(intent, spec)
         if problems:
             raise InvalidSpec("; ".join(problems))
@@ -326,10 +336,11 @@ WEBSITE = WebSiteKind()
 
 
 def reconcile_website(owner: Owner, spec: Any, template: Any, gateway: Gateway,
-                      require_member_health: bool = True) -> Outcome:
+                      require_member_health: bool = True,
+                      database: SiteDatabase | None = None) -> Outcome:
     """One bounded pass for one WebSite (see ``reconcile.driver``)."""
     return reconcile(WEBSITE, owner, spec, gateway, template=template,
-                     require_member_health=require_member_health)
+                     require_member_health=require_member_health, database=database)
 
 
 def plan_website(owner: Owner, spec: Any, template: Any, gateway: Gateway) -> list[PlannedAction]:

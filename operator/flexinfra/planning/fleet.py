@@ -20,10 +20,15 @@ Rules, all of them about never serving less than asked for longer than needed:
 
 Who joins the pools is returned (``Fleet.joining``): the load balancer planner adds the
 members once its listeners and pools are planned.
+
+With ``FleetIntent.ports_first`` every replica's port is created before any server (the pass
+that creates ports creates no server), so a boot script may list every node's address.
+A server may sit in several security groups (``sg_id`` a list: one group per role).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flexinfra.core import tags as T
@@ -86,7 +91,8 @@ def plan_server_group(b: PlanBuilder, i: FleetIntent, o: FleetObserved) -> Id:
 
 
 def plan_fleet(
-    b: PlanBuilder, i: FleetIntent, o: FleetObserved, at: Attachment, sg_id: Id, group_id: Id
+    b: PlanBuilder, i: FleetIntent, o: FleetObserved, at: Attachment,
+    sg_id: Id | Sequence[Id], group_id: Id,
 ) -> Fleet:
     return _FleetPlanner(b, i, o).run(at, sg_id, group_id)
 
@@ -103,7 +109,7 @@ class _FleetPlanner:
                 self.tag_port(port, index, [], "ours by name and attached to our server, "
                               "untagged (its tagging call was lost): adopted")
 
-    def run(self, at: Attachment, sg_id: Id, group_id: Id) -> Fleet:
+    def run(self, at: Attachment, sg_id: Id | Sequence[Id], group_id: Id) -> Fleet:
         i, o, b = self.i, self.o, self.b
         views = server_views(o.servers, o.ports)
         members = members_by_address(o.members)
@@ -185,10 +191,24 @@ class _FleetPlanner:
         zones = [v.az for v in current]
         # a port that counts failures goes to the next server first, so the count goes on
         retry = sorted(n for n, p in o.ports.items() if n not in used and failure_record(p)[1])
+        indexes = []
         for _ in range(max(missing, 0)):
             free = next(n for n in range(len(used) + 1) if n not in used)
             index = retry.pop(0) if retry else free
             used.add(index)
+            indexes.append(index)
+        if i.ports_first and self.unprepared():
+            # every replica's address (and data volume) before any boot script: no server
+            # this pass, only what the boot scripts name
+            for n in self.unprepared():
+                if n not in o.ports:
+                    self.ensure_port(n, at, sg_id)
+                if i.volume_size_gb and n not in o.volumes:
+                    self.create_volume(n)
+            b.plan.waiting.append("ports and volumes of every node first (a node's "
+                                  "configuration names them)")
+            indexes = []
+        for index in indexes:
             zone = choose_zone(i, zones)
             zones.append(zone)
             self.create_server(index, zone, at, sg_id, group_id)
@@ -231,7 +251,9 @@ class _FleetPlanner:
                 + ", ".join(v.obj.name for v in stale)
                 + (DOWN_IN_PLACE if i.in_place and i.replicas == 1 else "")
             )
-        elif i.volume_size_gb and not ready:
+        elif i.volume_size_gb and not ready and not i.ports_first:
+            # (with ports_first the volumes are made before the servers: taking one is
+            # the normal first creation, not a replacement)
             # the old server is gone: its successor is being created with the kept volume
             taking_over = sorted(n for n in planned if n in o.volumes)
             if taking_over:
@@ -319,22 +341,35 @@ class _FleetPlanner:
             why = "replaced (template or zone changed)"
         b.add(Verb.DELETE, Kind.SERVER, v.obj.name, why, None, v.obj.id)
 
-    def create_server(self, index: int, zone: str | None, at: Attachment, sg_id: Id,
-                      group_id: Id) -> None:
+    def unprepared(self) -> list[int]:
+        """Indexes below ``replicas`` whose port (or volume) does not exist yet."""
+        i, o = self.i, self.o
+        return [n for n in range(i.replicas)
+                if n not in o.ports or (i.volume_size_gb and n not in o.volumes)]
+
+    def ensure_port(self, index: int, at: Attachment, sg_id: Id | Sequence[Id]) -> Id:
+        """The index's port: created (or adopted), or its security groups put back."""
         i, o, b = self.i, self.o, self.b
         name = i.server_name(index)
+        sg_ids = list(sg_id) if isinstance(sg_id, list | tuple) else [sg_id]
         port = o.ports.get(index)
         if port is None:
-            port_id: Id = b.adopt_or_create(
+            return b.adopt_or_create(
                 Kind.PORT, name, f"port:{index}", "for a new server", network_id=at.network_id,
-                fixed_ips=[{"subnet_id": at.subnet_id}], security_group_ids=[sg_id],
+                fixed_ips=[{"subnet_id": at.subnet_id}], security_group_ids=sg_ids,
                 tags=b.tags("port", index=index),
             )
-        else:
-            port_id = port.id
-            if sg_id not in (port.get("security_group_ids") or []):
-                b.add(Verb.UPDATE, Kind.PORT, name, "security group missing", f"port:{index}",
-                      port.id, security_group_ids=[sg_id])
+        have = port.get("security_group_ids") or []
+        if any(s not in have for s in sg_ids):
+            b.add(Verb.UPDATE, Kind.PORT, name, "security group missing", f"port:{index}",
+                  port.id, security_group_ids=sg_ids)
+        return port.id
+
+    def create_server(self, index: int, zone: str | None, at: Attachment,
+                      sg_id: Id | Sequence[Id], group_id: Id) -> None:
+        i, o, b = self.i, self.o, self.b
+        name = i.server_name(index)
+        port_id = self.ensure_port(index, at, sg_id)
         b.add(
             Verb.CREATE, Kind.SERVER, name,
             "replica missing" if zone is None else f"replica missing (zone {zone})",
@@ -344,7 +379,7 @@ class _FleetPlanner:
             port_id=port_id,
             availability_zone=zone,
             group_id=group_id,
-            user_data=i.user_data,
+            user_data=i.boot_script(index),
             key_name=i.key_name,
             metadata=dict(i.server_metadata),
             tags=b.tags("server", index=index, tmpl=i.template_hash),

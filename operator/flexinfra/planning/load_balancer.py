@@ -37,6 +37,9 @@ class HealthCheckIntent:
     timeout: int = 3
     max_retries: int = 3
     expected_codes: str = "200"
+    #: failed checks before a member is marked down (Octavia's ``max_retries_down``, haproxy's
+    #: ``fall``; Octavia's default 3); None: not set
+    max_retries_down: int | None = None
 
     def monitor(self) -> dict[str, Any]:
         """The health monitor's attributes, as Octavia names them."""
@@ -48,6 +51,8 @@ class HealthCheckIntent:
         }
         if self.type.upper() in ("HTTP", "HTTPS"):
             want |= {"url_path": self.path, "expected_codes": self.expected_codes}
+        if self.max_retries_down is not None:
+            want["max_retries_down"] = self.max_retries_down
         return want
 
 
@@ -58,6 +63,8 @@ class LoadBalancerIntent:
     protocol: str
     algorithm: str
     health_check: HealthCheckIntent
+    #: who may connect to the listeners (Octavia's ``allowed_cidrs``); empty: anyone
+    allowed_cidrs: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -109,6 +116,9 @@ class MemberIntent:
     index: int
     address: str
     options: MemberOptions = MemberOptions()
+    #: the port the server serves on, when not the listener's (a read endpoint on 3307 in
+    #: front of MariaDB's 3306)
+    member_port: int | None = None
 
 
 def plan_load_balancer(
@@ -158,13 +168,19 @@ def plan_listeners_and_pools(
                       pool.id)
             b.plan.waiting.append(f"listener {port} being re-created")
             continue
+        allowed = {"allowed_cidrs": sorted(i.allowed_cidrs)} if i.allowed_cidrs else {}
         if listener is None:
             b.add(Verb.CREATE, Kind.LISTENER, i.listener_name(port), "missing", f"listener:{port}",
                   loadbalancer_id=lb_ref, protocol=protocol, protocol_port=port,
-                  tags=b.tags("listener", port=port))
+                  tags=b.tags("listener", port=port), **allowed)
             listener_ref: Id = Ref(f"listener:{port}")
         else:
             listener_ref = listener.id
+            have = sorted(listener.get("allowed_cidrs") or [])
+            if have != sorted(i.allowed_cidrs):
+                b.add(Verb.UPDATE, Kind.LISTENER, listener.name, "allowed CIDRs changed",
+                      f"listener:{port}", listener.id,
+                      allowed_cidrs=sorted(i.allowed_cidrs) or None)
         if pool is None:
             b.add(Verb.CREATE, Kind.POOL, i.pool_name(port), "missing", f"pool:{port}",
                   listener_id=listener_ref, protocol=pool_protocol, lb_algorithm=i.algorithm,
@@ -200,7 +216,8 @@ def plan_members(b: PlanBuilder, o: LoadBalancerObserved, joining: list[MemberIn
         pool = o.pools.get(m.port)
         b.add(Verb.CREATE, Kind.MEMBER, m.name, f"{m.name} ready, joins pool {m.port}", None,
               pool_id=pool.id if pool else Ref(f"pool:{m.port}"), address=m.address,
-              protocol_port=m.port, tags=b.tags("member", index=m.index), **m.options.params())
+              protocol_port=m.member_port or m.port, tags=b.tags("member", index=m.index),
+              **m.options.params())
 
 
 def plan_member_options(

@@ -6,7 +6,7 @@ successor of the same index gets the same port (hence address) and the same volu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from flexinfra.core import faults
@@ -46,6 +46,17 @@ class FleetIntent:
     role: str = "web"
     #: where image, flavor and boot script come from, as the user knows it (messages)
     recipe: str = "spec"
+    #: every replica's port exists before the first server is created: a kind whose servers
+    #: are configured with each other's addresses (Galera's gcomm:// list) knows them all
+    #: before it renders any boot script. Ports are kept across replacement anyway, so a
+    #: node's address never changes.
+    ports_first: bool = False
+    #: the boot script of the server at an index (overrides ``user_data``): per-node
+    #: configuration (its name, address, certificate). Called only for servers created.
+    user_data_for: Callable[[int], str | None] | None = field(default=None, compare=False)
+
+    def boot_script(self, index: int) -> str | None:
+        return self.user_data_for(index) if self.user_data_for else self.user_data
 
     @property
     def server_group_policy(self) -> str:

@@ -49,6 +49,16 @@ class Volume(CinderAdapter):
                 volume_id=a.target_id)
         return None
 
+    def release(self, gw: Gateway, volume: CloudObject, retained_by: str) -> None:
+        """Keep a volume but no longer own it: its owner metadata goes (so no tag sweep
+        finds it), a ``flexinfra-retained: <namespace>/<name>`` mark says whose it was."""
+        keys = [k for k in (volume.get("metadata") or {}) if k.startswith("flexinfra-")]
+        if keys:
+            gw.call(self.service, self.kind, "update",
+                    gw.sdk(self.proxy, "delete_volume_metadata"), volume.id, keys=keys)
+        gw.call(self.service, self.kind, "update", gw.sdk(self.proxy, "set_volume_metadata"),
+                volume.id, **{"flexinfra-retained": retained_by})
+
     def teardown(self, gw: Gateway, owner: Owner, owned: Owned, snap: Any) -> TeardownStep:
         step = TeardownStep()
         for volume in owned.get(self.kind, []):

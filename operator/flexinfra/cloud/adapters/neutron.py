@@ -152,12 +152,14 @@ class SecurityGroupRule(Adapter):
 
     def create(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
         rule = p["rule"]
+        # a remote-group rule (source: the members of a group) names the group's id
+        remote = {"remote_group_id": p["remote_group_id"]} if p.get("remote_group_id") else {}
         try:
             gw.call(self.service, self.kind, "create", self.sdk(gw, "create"),
                     security_group_id=p["security_group_id"], direction=rule.direction,
                     ethertype=rule.ethertype, protocol=rule.protocol,
                     port_range_min=rule.port_min, port_range_max=rule.port_max,
-                    remote_ip_prefix=rule.remote_ip_prefix)
+                    remote_ip_prefix=rule.remote_ip_prefix, **remote)
         except FlexinfraError as err:
             if err.code is not ErrorCode.CONFLICT:  # 409 on a rule: the same rule exists
                 raise

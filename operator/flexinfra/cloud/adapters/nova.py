@@ -47,6 +47,15 @@ class Server(Adapter):
                                       self.sdk(gw, "create"), found=self.finder(gw, a, p),
                                       **attrs))
 
+    def start(self, gw: Gateway, server_id: str) -> None:
+        """Power a SHUTOFF server on (a Galera node the operator repairs)."""
+        gw.call(self.service, self.kind, "start", gw.sdk("compute", "start_server"), server_id)
+
+    def reboot(self, gw: Gateway, server_id: str, hard: bool = True) -> None:
+        """Reboot (hard: from ERROR, or a guest that stopped answering)."""
+        gw.call(self.service, self.kind, "reboot", gw.sdk("compute", "reboot_server"),
+                server_id, "HARD" if hard else "SOFT")
+
     def teardown(self, gw: Gateway, owner: Owner, owned: Owned, snap: Any) -> TeardownStep:
         """Nova deletes asynchronously: go on only once they are gone."""
         step = TeardownStep()

@@ -111,9 +111,14 @@ class Member(OctaviaAdapter):
         return found
 
     def update(self, gw: Gateway, a: PlannedAction, p: Params) -> CloudObject | None:
+        """In place (a Galera writer change: ``backup`` flips): the pool's member IDs do not
+        change, so its cached listing is dropped."""
         pool_id = p.pop("pool_id")
-        return self.to_object(gw.call(self.service, self.kind, "update",
-                                      self.sdk(gw, "update"), a.target_id, pool_id, **p))
+        try:
+            return self.to_object(gw.call(self.service, self.kind, "update",
+                                          self.sdk(gw, "update"), a.target_id, pool_id, **p))
+        finally:
+            gw.forget_members(pool_id)
 
     def delete(self, gw: Gateway, target_id: str, p: Params | None = None) -> None:
         gw.call(self.service, self.kind, "delete", self.sdk(gw, "delete"), target_id,
