@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -185,15 +186,20 @@ def agent_env(paths: SandboxPaths) -> dict[str, str]:
 
 def flush_firewall() -> list[str]:
     """After the L2 agent is stopped: drop its iptables chains from the host (``neutron-*``),
-    in every table, and the ipsets it made. The rest of the host's firewall is kept."""
-    removed = []
+    in every table, and the ipsets it made. The rest of the host's firewall is kept. On a
+    machine that never had the sandbox's packages there is nothing to flush."""
+    removed: list[str] = []
     for cmd in ("iptables", "ip6tables"):
+        if shutil.which(f"{cmd}-save") is None:
+            continue
         save = subprocess.run([f"{cmd}-save"], capture_output=True, text=True)
         if save.returncode != 0 or "neutron-" not in save.stdout:
             continue
         kept = [line for line in save.stdout.splitlines() if "neutron-" not in line]
         subprocess.run([f"{cmd}-restore"], input="\n".join(kept) + "\n", text=True, check=False)
         removed.append(cmd)
+    if shutil.which("ipset") is None:
+        return removed
     sets = subprocess.run(["ipset", "list", "-n"], capture_output=True, text=True)
     for name in sets.stdout.split():
         if name.startswith("NI"):  # neutron's ipset names: NIPv4<sg id>, NIPv6<sg id>
