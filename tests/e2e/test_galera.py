@@ -20,6 +20,7 @@ import time
 import pymysql
 import pytest
 
+from flexinfra.core.tags import name_prefix
 from tests.e2e import galera_lib as G
 from tests.e2e.harness import REPO, owned_by, unique, wait_for
 
@@ -317,7 +318,7 @@ def test_website_database_reads_and_writes_through_the_endpoint(kube, namespace,
                 "spec": {"image": "cirros", "flavor": "m1.tiny", "ports": [{"port": 80}],
                          "userData": SITE_SCRIPT}})
     site = unique("dbsite")
-    network = f"fi-{namespace}-{cluster_name}-net"
+    network = f"{name_prefix(namespace, cluster_name)}-net"
     manifest = {
         "apiVersion": "flexinfra.io/v1alpha1", "kind": "WebSite",
         "metadata": {"name": site, "namespace": namespace},

@@ -108,6 +108,14 @@ def test_a_site_elsewhere_uses_the_floating_ip_or_is_refused():
     assert "writer.publicIP" in str(e.value)
 
 
+def test_the_cluster_network_name_is_the_one_the_cluster_made():
+    """Names with a dash get a hashed prefix (core.tags.Owner.prefix): the site must look
+    for that network, not the plain ``fi-<ns>-<name>-net``."""
+    net = f"{Owner('u', 'e2e-1', 'gc-2', 'GaleraCluster').prefix}-net"
+    assert net.startswith("fi-e2e-1-gc-2-") and net != "fi-e2e-1-gc-2-net"
+    assert writer_address(site(existingNetwork=net), "e2e-1", "gc-2", CLUSTER)[0] == "10.70.1.5"
+
+
 def test_both_on_one_existing_network():
     shared = {**CLUSTER, "spec": {"network": {"existingNetwork": "office"}, "writer": {}}}
     assert writer_address(site(existingNetwork="office"), "ns", "db", shared)[0] == "10.70.1.5"

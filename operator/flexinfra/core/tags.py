@@ -17,6 +17,16 @@ TEMPLATE_PREFIX = "flexinfra-tmpl:"
 PORT_PREFIX = "flexinfra-port:"
 #: on a floating IP: keep the address when the site (or its LB) is re-created
 RETAIN_TAG = "flexinfra-retain"
+def name_prefix(namespace: str, name: str) -> str:
+    """See :attr:`Owner.prefix`; also how another kind finds a name it did not make (a
+    site looking for its GaleraCluster's network)."""
+    base = f"fi-{namespace}-{name}"
+    if "-" in namespace or "-" in name:
+        digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:6]
+        base = f"{base}-{digest}"
+    return base
+
+
 #: on a released-but-retained floating IP: which namespace/site may take it back
 RETAINED_PREFIX = "flexinfra-retained:"
 MAX_TAG = 60
@@ -41,11 +51,7 @@ class Owner:
         ``namespace/name`` follows, which no other pair shares. Names without a ``-`` keep
         the plain form (three segments, which a hashed prefix never has).
         """
-        base = f"fi-{self.namespace}-{self.name}"
-        if "-" in self.namespace or "-" in self.name:
-            digest = hashlib.sha256(f"{self.namespace}/{self.name}".encode()).hexdigest()[:6]
-            base = f"{base}-{digest}"
-        return base
+        return name_prefix(self.namespace, self.name)
 
     @property
     def owner_tag(self) -> str:

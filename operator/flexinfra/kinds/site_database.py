@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from flexinfra.core.errors import InvalidSpec
+from flexinfra.core.tags import name_prefix
 
 CREDENTIALS_FILE = "/etc/flexinfra/database.env"
 BOOT_SCRIPT = "/usr/local/sbin/flexinfra-site-boot"
@@ -55,7 +56,7 @@ class SiteDatabase:
 
 def cluster_network(namespace: str, cluster_name: str, cluster_spec: Any) -> str:
     net = cluster_spec.get("network") or {}
-    return net.get("existingNetwork") or f"fi-{namespace}-{cluster_name}-net"
+    return net.get("existingNetwork") or f"{name_prefix(namespace, cluster_name)}-net"
 
 
 def writer_address(site_spec: Any, namespace: str, cluster_name: str, cluster: dict
