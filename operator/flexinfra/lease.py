@@ -21,6 +21,12 @@ pass; the duplicate check by tag (``reconcile.duplicates``) removes what such an
 
 The decision (``decide``) is a pure function of the Lease's spec and the clock; I/O is in
 ``LeaseKeeper``.
+
+Deleting the namespace deletes its Lease with everything else, while the objects' teardowns
+still run, and a terminating namespace refuses a new Lease: every instance would then stand
+by and the teardowns never end. So the Lease carries a finalizer (``LEASE_FINALIZER``): it
+stays, terminating, and keeps working as a Lease until no object of the namespace holds
+cloud resources; then its holder removes the finalizer (``lease_finalizers``).
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "flexinfra-operator"
+#: keeps a deleted Lease until the namespace's teardowns are done (module docstring)
+LEASE_FINALIZER = "flexinfra.io/teardown"
 
 
 class Verdict(StrEnum):
@@ -69,6 +77,19 @@ def decide(view: LeaseView | None, me: str, now: float, default_duration: float)
     if now - view.renewed > (view.duration or default_duration):
         return Verdict.FREE
     return Verdict.TAKEN
+
+
+def lease_finalizers(current: list[str], deleting: bool, teardowns_done: bool | None
+                     ) -> list[str]:
+    """The Lease's finalizers after a renewal. Pure. A live Lease gets ours (a terminating
+    object takes no new finalizer: a Lease made before this rule stays without it); a
+    terminating one keeps it until the namespace's teardowns are done (``None``: not asked)."""
+    out = list(current)
+    if not deleting and LEASE_FINALIZER not in out:
+        out.append(LEASE_FINALIZER)
+    if deleting and teardowns_done and LEASE_FINALIZER in out:
+        out.remove(LEASE_FINALIZER)
+    return out
 
 
 def identity() -> str:
@@ -123,6 +144,9 @@ class LeaseKeeper:
         #: called (from the renewal thread) with a namespace this instance just took over:
         #: its objects saw no event meanwhile, so something must wake their handlers
         self.on_acquire: Any = None
+        #: whether an object of a namespace still holds cloud resources (set by the
+        #: handlers, which know the kinds): a deleted Lease stays until it says no
+        self.teardowns_pending: Any = lambda namespace: True
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -146,13 +170,22 @@ class LeaseKeeper:
                 return None
             raise
 
-    def _body(self, now: float, acquired: float | None, transitions: int) -> dict:
+    def _body(self, now: float, acquired: float | None, transitions: int,
+              lease: Any = None, namespace: str | None = None) -> dict:
+        """A whole Lease (a replace sets every field: the finalizers are carried over)."""
         spec = {"holderIdentity": self.me, "leaseDurationSeconds": int(self.duration),
                 "renewTime": _stamp(now), "leaseTransitions": transitions}
         if acquired is not None:
             spec["acquireTime"] = _stamp(acquired)
+        meta = getattr(lease, "metadata", None)
+        deleting = getattr(meta, "deletion_timestamp", None) is not None
+        current = list(getattr(meta, "finalizers", None) or [])
+        done = (not self.teardowns_pending(namespace)
+                if deleting and namespace and LEASE_FINALIZER in current else None)
         return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": LEASE_NAME}, "spec": spec}
+                "metadata": {"name": LEASE_NAME,
+                             "finalizers": lease_finalizers(current, deleting, done)},
+                "spec": spec}
 
     def try_hold(self, namespace: str) -> tuple[bool, str | None]:
         """Take or renew the namespace's Lease; (held, the other holder if not)."""
@@ -167,7 +200,7 @@ class LeaseKeeper:
                 return self._lost(namespace, now, view.holder if view else None)
             body = self._body(now, None if verdict is Verdict.MINE else now,
                               (view.transitions if view else 0)
-                              + (0 if verdict is Verdict.MINE else 1))
+                              + (0 if verdict is Verdict.MINE else 1), lease, namespace)
             if lease is None:
                 self.api.create_namespaced_lease(namespace, body)
             else:
@@ -232,7 +265,7 @@ class LeaseKeeper:
             try:
                 lease = self._read(namespace)
                 if lease is not None and view_of(lease).holder == self.me:
-                    body = self._body(self.clock(), None, view_of(lease).transitions)
+                    body = self._body(self.clock(), None, view_of(lease).transitions, lease)
                     body["spec"]["holderIdentity"] = None
                     body["metadata"]["resourceVersion"] = lease.metadata.resource_version
                     self.api.replace_namespaced_lease(LEASE_NAME, namespace, body)

@@ -129,6 +129,9 @@ def start_leases(settings: Settings) -> Any:
         return None
     keeper = lease.LeaseKeeper(duration=settings.lease_duration, renew=settings.lease_renew)
     keeper.on_acquire = lambda namespace: wake(namespace, keeper.me)
+    from flexinfra.handlers.protection import namespace_holds_resources
+
+    keeper.teardowns_pending = namespace_holds_resources
     lease.set_keeper(keeper)
     keeper.start(claim=list(settings.namespaces) or namespaces_in_use())
     return keeper

@@ -246,33 +246,43 @@ def serviceaccount_mode(kube: Kube) -> bool:
 
 
 def serviceaccount_kubeconfig(kube: Kube, namespace: str, out: Path,
-                              rules: list[dict] | None = None, name: str = OPERATOR_SA) -> Path:
+                              rules: list[dict] | None = None, name: str = OPERATOR_SA,
+                              cluster_wide: bool = False) -> Path:
     """A ServiceAccount in ``namespace`` bound to a Role with the shipped rules (what the chart
     grants with watchNamespaces), and a kubeconfig with its token (made by the controller-
-    manager's token controller)."""
+    manager's token controller). ``cluster_wide``: what the chart grants without
+    watchNamespaces (and ``manifests/rbac.yaml``): a ClusterRole and a ClusterRoleBinding,
+    the ServiceAccount in a namespace of its own (``<namespace>-operator``), so that deleting
+    ``namespace`` takes neither the operator's identity nor its rights;
+    ``remove_cluster_wide_serviceaccount`` removes them."""
+    kind = "ClusterRole" if cluster_wide else "Role"
+    home = f"{namespace}-operator" if cluster_wide else namespace
+    if cluster_wide:
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": home}})
+    placed = {"name": f"{name}-{namespace}"} if cluster_wide else {"name": name,
+                                                                    "namespace": namespace}
     kube.apply({"apiVersion": "v1", "kind": "ServiceAccount",
-                "metadata": {"name": name, "namespace": namespace}})
-    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                "metadata": {"name": name, "namespace": namespace},
+                "metadata": {"name": name, "namespace": home}})
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind,
+                "metadata": placed,
                 "rules": rules if rules is not None else shipped_rules()})
-    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": name, "namespace": namespace},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                            "name": name},
-                "subjects": [{"kind": "ServiceAccount", "name": name,
-                              "namespace": namespace}]})
+    kube.apply({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": f"{kind}Binding",
+                "metadata": placed,
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind,
+                            "name": placed["name"]},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": home}]})
 
     def token() -> str | None:
-        sa = kube.core.read_namespaced_service_account(name, namespace)
+        sa = kube.core.read_namespaced_service_account(name, home)
         for ref in sa.secrets or []:
-            secret = kube.core.read_namespaced_secret(ref.name, namespace)
+            secret = kube.core.read_namespaced_secret(ref.name, home)
             if secret.type == "kubernetes.io/service-account-token" and secret.data:
                 import base64
 
                 return base64.b64decode(secret.data["token"]).decode()
         return None
 
-    value = wait_for(token, 60, f"a token for ServiceAccount {namespace}/{name}")
+    value = wait_for(token, 60, f"a token for ServiceAccount {home}/{name}")
     admin = yaml.safe_load(kube.kubeconfig.read_text())
     cluster = admin["clusters"][0]
     config = {"apiVersion": "v1", "kind": "Config", "clusters": [cluster],
@@ -283,6 +293,14 @@ def serviceaccount_kubeconfig(kube: Kube, namespace: str, out: Path,
     out.write_text(yaml.safe_dump(config))
     out.chmod(0o600)
     return out
+
+
+def remove_cluster_wide_serviceaccount(kube: Kube, namespace: str,
+                                       name: str = OPERATOR_SA) -> None:
+    for kind in ("clusterrolebinding", "clusterrole"):
+        kube.kubectl("delete", kind, f"{name}-{namespace}", "--ignore-not-found", check=False)
+    kube.kubectl("delete", "namespace", f"{namespace}-operator", "--ignore-not-found",
+                 "--wait=false", check=False)
 
 
 def _port_open(port: int) -> bool:

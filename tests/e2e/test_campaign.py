@@ -32,6 +32,7 @@ from tests.e2e.harness import (
     named_like,
     owned_by,
     prefix_of,
+    remove_cluster_wide_serviceaccount,
     retrying,
     serviceaccount_kubeconfig,
     serviceaccount_mode,
@@ -50,13 +51,15 @@ EXPECTED = {"networks": 1, "subnets": 1, "routers": 1, "security_groups": 1, "se
 
 
 class Box:
-    def __init__(self, kube, paths, logs: Path, prefix: str = "camp") -> None:
+    def __init__(self, kube, paths, logs: Path, prefix: str = "camp",
+                 cluster_wide: bool = False) -> None:
         self.kube, self.paths, self.logs = kube, paths, logs
         self.ns = unique(prefix)
         kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.ns}})
         kube.apply(tenant_secret(self.ns, paths.clouds_yaml))
         kube.apply(template(self.ns, "web", "campaign"))
-        self.kubeconfig = (serviceaccount_kubeconfig(kube, self.ns, logs / "kubeconfig")
+        self.kubeconfig = (serviceaccount_kubeconfig(kube, self.ns, logs / "kubeconfig",
+                                                     cluster_wide=cluster_wide)
                            if serviceaccount_mode(kube) else paths.kubeconfig)
         self.operator = Operator(self.kubeconfig, self.ns, logs)
 
@@ -306,7 +309,10 @@ def test_sigkill_during_creates_and_deletes(kube, box, conn, paths):
 
 # --- a namespace deleted with its sites in it --------------------------------------------------
 def test_namespace_deleted_with_sites_in_it(kube, paths, conn, tmp_path):
-    b = Box(kube, paths, tmp_path, prefix="camp-ns")
+    """The operator installed the default way (cluster-wide rights, its ServiceAccount in a
+    namespace of its own). With watchNamespaces the chart's RoleBinding sits in the namespace
+    being deleted and goes with it: see README, "Deleting a watched namespace"."""
+    b = Box(kube, paths, tmp_path, prefix="camp-ns", cluster_wide=True)
     b.operator.start()
     try:
         names = {"ns-a": "10.60.130.0/24", "ns-b": "10.60.131.0/24"}
@@ -328,4 +334,6 @@ def test_namespace_deleted_with_sites_in_it(kube, paths, conn, tmp_path):
             T.add("leaks found", count_leaks(conn, uids[name], b.ns, name, cidr))
     finally:
         b.operator.stop()
+        if serviceaccount_mode(kube):
+            remove_cluster_wide_serviceaccount(kube, b.ns)
     assert T.TOTALS["leaks found"] == 0

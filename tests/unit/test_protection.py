@@ -18,7 +18,14 @@ from flexinfra import k8s
 from flexinfra.api import FINALIZER
 from flexinfra.core.errors import InvalidSpec, TransientError
 from flexinfra.handlers import protection as P
-from flexinfra.lease import LeaseKeeper, LeaseView, Verdict, decide
+from flexinfra.lease import (
+    LEASE_FINALIZER,
+    LeaseKeeper,
+    LeaseView,
+    Verdict,
+    decide,
+    lease_finalizers,
+)
 from flexinfra.reconcile.guard import before_first_write, before_write
 
 
@@ -142,7 +149,10 @@ class FakeLeases:
         from types import SimpleNamespace as NS
 
         spec = body["spec"]
-        return NS(metadata=NS(resource_version=body["metadata"]["resourceVersion"]),
+        meta = body["metadata"]
+        return NS(metadata=NS(resource_version=meta["resourceVersion"],
+                              finalizers=meta.get("finalizers"),
+                              deletion_timestamp=meta.get("deletionTimestamp")),
                   spec=NS(holder_identity=spec.get("holderIdentity"),
                           renew_time=spec.get("renewTime"),
                           lease_duration_seconds=spec.get("leaseDurationSeconds"),
@@ -170,7 +180,8 @@ class FakeLeases:
         if self.leases[ns]["metadata"]["resourceVersion"] != body["metadata"]["resourceVersion"]:
             raise ApiException(status=409)
         self.version += 1
-        self.leases[ns] = {**body, "metadata": {**body["metadata"],
+        kept = {k: v for k, v in self.leases[ns]["metadata"].items() if k == "deletionTimestamp"}
+        self.leases[ns] = {**body, "metadata": {**body["metadata"], **kept,
                                                 "resourceVersion": str(self.version)}}
 
 
@@ -190,6 +201,36 @@ def test_one_instance_per_namespace_and_takeover_after_the_holder_dies():
     assert a.try_hold("ns") == (False, "b")  # a back from the dead: stands by
     b.release_all()
     assert a.try_hold("ns") == (True, None)  # released: taken at once
+
+
+def test_the_lease_finalizer_rule():
+    assert lease_finalizers([], deleting=False, teardowns_done=None) == [LEASE_FINALIZER]
+    assert lease_finalizers(["x"], deleting=True, teardowns_done=None) == ["x"]  # none added
+    assert lease_finalizers([LEASE_FINALIZER], deleting=True, teardowns_done=False) == [
+        LEASE_FINALIZER]
+    assert lease_finalizers([LEASE_FINALIZER, "x"], deleting=True, teardowns_done=True) == ["x"]
+
+
+def test_a_deleted_lease_keeps_working_until_the_namespace_teardowns_are_done():
+    """A namespace deletion deletes the Lease too: it stays (finalizer), the holder keeps
+    renewing it and the standby keeps standing by; once no object holds resources, the
+    holder lets it go."""
+    api, clock = FakeLeases(), {"t": 3_000_000.0}
+    busy = {"ns": True}
+    a = LeaseKeeper(api, me="a", duration=15, renew=3, clock=lambda: clock["t"])
+    b = LeaseKeeper(api, me="b", duration=15, renew=3, clock=lambda: clock["t"])
+    a.teardowns_pending = b.teardowns_pending = busy.__getitem__
+    assert a.acquire("ns") == (True, None)
+    assert api.leases["ns"]["metadata"]["finalizers"] == [LEASE_FINALIZER]
+    api.leases["ns"]["metadata"]["deletionTimestamp"] = "2026-12-05T08:00:00Z"
+    clock["t"] += 3
+    assert a.try_hold("ns") == (True, None)
+    assert api.leases["ns"]["metadata"]["finalizers"] == [LEASE_FINALIZER]
+    assert b.try_hold("ns") == (False, "a")
+    busy["ns"] = False
+    clock["t"] += 3
+    assert a.try_hold("ns") == (True, None)
+    assert api.leases["ns"]["metadata"]["finalizers"] == []  # the apiserver then removes it
 
 
 def test_a_standby_polls_what_it_wants_and_wakes_the_namespace_it_takes_over():

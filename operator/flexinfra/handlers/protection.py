@@ -126,6 +126,13 @@ def secret_still_needed(objects: list[dict], secret: str, uid: str) -> bool:
 def release_secret(namespace: str, secret: str, uid: str) -> None:
     """After a teardown: the Secret's finalizer goes when no other object holding resources
     names it (a pass that writes puts it back: ``protect_secret``)."""
+    if not secret_still_needed(namespace_objects(namespace), secret, uid):
+        k8s.set_secret_finalizer(namespace, secret, SECRET_FINALIZER, False)
+        k8s.SECRETS_SEEN.pop((namespace, secret), None)
+
+
+def namespace_objects(namespace: str) -> list[dict]:
+    """Every flexinfra object of the namespace that may hold cloud resources."""
     from flexinfra.api.kinds import KINDS  # here: a kind's handlers load no other kind
 
     objects: list[dict] = []
@@ -133,8 +140,12 @@ def release_secret(namespace: str, secret: str, uid: str) -> None:
         try:
             objects += k8s.list_objects(plural, namespace)
         except ApiException as e:
-            if e.status != 404:  # 404: a kind not installed, nothing of it names the Secret
+            if e.status != 404:  # 404: a kind not installed, it holds nothing
                 raise
-    if not secret_still_needed(objects, secret, uid):
-        k8s.set_secret_finalizer(namespace, secret, SECRET_FINALIZER, False)
-        k8s.SECRETS_SEEN.pop((namespace, secret), None)
+    return objects
+
+
+def namespace_holds_resources(namespace: str) -> bool:
+    """Whether an object of the namespace still holds cloud resources (its teardown is not
+    done): the Lease's finalizer stays until none does (``lease``)."""
+    return any(holds_finalizer(obj) for obj in namespace_objects(namespace))
