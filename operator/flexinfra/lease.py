@@ -26,7 +26,10 @@ Deleting the namespace deletes its Lease with everything else, while the objects
 still run, and a terminating namespace refuses a new Lease: every instance would then stand
 by and the teardowns never end. So the Lease carries a finalizer (``LEASE_FINALIZER``): it
 stays, terminating, and keeps working as a Lease until no object of the namespace holds
-cloud resources; then its holder removes the finalizer (``lease_finalizers``).
+cloud resources; then its holder removes the finalizer (``lease_finalizers``). An instance
+that stops cleanly removes it too when nothing is left to protect; after a SIGKILL it stays
+until an instance runs again (a namespace deleted meanwhile waits for one, as it would for
+any object's finalizer).
 """
 
 from __future__ import annotations
@@ -267,6 +270,9 @@ class LeaseKeeper:
                 if lease is not None and view_of(lease).holder == self.me:
                     body = self._body(self.clock(), None, view_of(lease).transitions, lease)
                     body["spec"]["holderIdentity"] = None
+                    if not self.teardowns_pending(namespace):  # nothing left to protect
+                        body["metadata"]["finalizers"] = [
+                            f for f in body["metadata"]["finalizers"] if f != LEASE_FINALIZER]
                     body["metadata"]["resourceVersion"] = lease.metadata.resource_version
                     self.api.replace_namespaced_lease(LEASE_NAME, namespace, body)
             except Exception as e:  # best effort: expiry hands it over anyway

@@ -233,6 +233,18 @@ def test_a_deleted_lease_keeps_working_until_the_namespace_teardowns_are_done():
     assert api.leases["ns"]["metadata"]["finalizers"] == []  # the apiserver then removes it
 
 
+def test_a_clean_stop_drops_the_lease_finalizer_only_when_nothing_is_left_to_protect():
+    api, clock = FakeLeases(), {"t": 4_000_000.0}
+    busy = {"ns": True, "other": False}
+    a = LeaseKeeper(api, me="a", duration=15, renew=3, clock=lambda: clock["t"])
+    a.teardowns_pending = busy.__getitem__
+    assert a.acquire("ns")[0] and a.acquire("other")[0]
+    a.release_all()
+    assert api.leases["ns"]["metadata"]["finalizers"] == [LEASE_FINALIZER]
+    assert api.leases["other"]["metadata"]["finalizers"] == []
+    assert api.leases["ns"]["spec"]["holderIdentity"] is None
+
+
 def test_a_standby_polls_what_it_wants_and_wakes_the_namespace_it_takes_over():
     api, clock = FakeLeases(), {"t": 2_000_000.0}
     a = LeaseKeeper(api, me="a", duration=15, renew=3, clock=lambda: clock["t"])
