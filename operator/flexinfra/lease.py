@@ -255,9 +255,15 @@ class LeaseKeeper:
             return True, None
         with self._lock:
             other = self._others.get(namespace)
+            was_held = namespace in self._held
         if other is not None and self.clock() - other[0] < self.renew:
             return False, other[1]
-        return self.try_hold(namespace)
+        got, other_holder = self.try_hold(namespace)
+        if got and not was_held:
+            # taken here rather than by the renewal thread: the namespace's other objects
+            # had their events filtered out meanwhile (``want``), and nothing else wakes them
+            self._wake(namespace)
+        return got, other_holder
 
     def release_all(self) -> None:
         """On a clean stop: hand the namespaces over at once instead of after ``duration``."""
@@ -311,12 +317,17 @@ class LeaseKeeper:
             except Exception as e:  # keep renewing the others
                 log.warning("lease %s/%s: renewal failed: %s", namespace, LEASE_NAME, e)
                 continue
-            if got and namespace not in held and self.on_acquire is not None:
-                try:
-                    self.on_acquire(namespace)
-                except Exception as e:  # the drift timer wakes them anyway, later
-                    log.warning("lease %s/%s: waking its objects failed: %s", namespace,
-                                LEASE_NAME, e)
+            if got and namespace not in held:
+                self._wake(namespace)
+
+    def _wake(self, namespace: str) -> None:
+        if self.on_acquire is None:
+            return
+        try:
+            self.on_acquire(namespace)
+        except Exception as e:  # the drift timer wakes those that wrote, later
+            log.warning("lease %s/%s: waking its objects failed: %s", namespace,
+                        LEASE_NAME, e)
 
 
 #: the process-wide keeper; ``None`` when leases are off (unit tests, ``flexinfra plan``)

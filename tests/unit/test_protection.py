@@ -203,6 +203,21 @@ def test_one_instance_per_namespace_and_takeover_after_the_holder_dies():
     assert a.try_hold("ns") == (True, None)  # released: taken at once
 
 
+def test_a_namespace_taken_by_a_handler_wakes_the_objects_filtered_out_before():
+    """A cluster-wide instance takes a namespace when a handler first acts there: objects
+    whose events came just before (filtered out by ``want``) must be woken, or a new site
+    created in the same second as another object is never built (found by ``make demo``)."""
+    api, clock = FakeLeases(), {"t": 5_000_000.0}
+    a = LeaseKeeper(api, me="a", duration=15, renew=3, clock=lambda: clock["t"])
+    woken = []
+    a.on_acquire = woken.append
+    assert a.want("ns") is False  # a site's event, filtered out
+    assert a.acquire("ns") == (True, None)  # another object's handler takes the namespace
+    assert woken == ["ns"]
+    a.renew_once()
+    assert a.acquire("ns") == (True, None) and woken == ["ns"]  # once
+
+
 def test_the_lease_finalizer_rule():
     assert lease_finalizers([], deleting=False, teardowns_done=None) == [LEASE_FINALIZER]
     assert lease_finalizers(["x"], deleting=True, teardowns_done=None) == ["x"]  # none added
