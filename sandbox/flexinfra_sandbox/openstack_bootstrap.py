@@ -244,6 +244,14 @@ def resources(admin: openstack.connection.Connection, ctx: Ctx) -> dict[str, str
             name="cirros", data=payload, disk_format="raw", container_format="bare",
             visibility="public", wait=True, allow_duplicates=True,
         )  # fmt: skip
+    # what examples/galeracluster-shared-db.yaml names: a sandbox VM sees the host's files,
+    # which hold MariaDB, galera-4, rsync and python3 (install-packages.sh), so any image
+    # stands for it here; on a real cloud it is an image with those installed
+    if "debian-12-mariadb" not in images:
+        admin.image.create_image(
+            name="debian-12-mariadb", data=payload, disk_format="raw",
+            container_format="bare", visibility="public", wait=True, allow_duplicates=True,
+        )  # fmt: skip
     amp_image = images.get("amphora") or admin.image.create_image(
         name="amphora", data=payload, disk_format="raw", container_format="bare",
         visibility="private", tags=["amphora"], wait=True, allow_duplicates=True,
