@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit galera-test galera-campaign galera-bench sandbox-test campaign lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench clean
+.PHONY: demo test unit galera-test galera-campaign galera-bench sandbox-test campaign lint crds venv sandbox-up sandbox-down sandbox-wipe sandbox-status bench bench-compare clean
 
 # The development venv: the operator, its tests, and the sandbox (a separate distribution in
 # sandbox/, not in the operator's wheel or image). The OpenStack services get their own venv,
@@ -75,6 +75,12 @@ sandbox-status: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/dataplane.py
+
+# the operator before the one-machinery refactor (issue 8) against this tree, in one run
+BENCH_BEFORE ?= 2d18de3
+bench-compare: $(STAMP)
+	$(BIN)/python bench/run.py --sites 10 --compare $(BENCH_BEFORE) \
+		--compare HEAD:FLEXINFRA_MEMBER_HEALTH=ignored --compare HEAD
 
 clean:
 	rm -rf $(VENV) build *.egg-info

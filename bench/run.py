@@ -7,15 +7,26 @@ For N sites applied at once (default 1, 10, 50):
   — idle calls must not grow with N;
 * Kubernetes writes per idle period (resourceVersion changes of the sites) — target 0.
 
-Needs the sandbox up (`make sandbox-up`). Usage: python bench/run.py [--sites 1,10] [--replicas 1]
+With ``--compare REF[:VAR=VALUE,...]`` (repeatable), the operator of each git REF (``HEAD`` is
+the working tree) is measured too, in the same run and against the same baseline, one after the
+other, each with its own CRDs and in its own namespace; the optional settings are its
+environment (e.g. ``HEAD:FLEXINFRA_MEMBER_HEALTH=ignored`` for "Ready" as older code meant it).
+
+Needs the sandbox up (`make sandbox-up`).
+Usage: python bench/run.py [--sites 1,10] [--replicas 1] [--compare 2d18de3 --compare HEAD]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,6 +45,52 @@ from tests.e2e.harness import (
 )
 
 DRIFT = 30.0
+#: sources of other commits, extracted once (safe to lose: rebuilt from git)
+CACHE = Path(os.environ.get("FLEXINFRA_CACHE", Path.home() / ".cache" / "flexinfra"))
+SOURCES = CACHE / "bench-src"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One operator to measure: the working tree, or the code of a git ref, with settings."""
+
+    label: str
+    source: Path  # holds operator/ and crds/
+    env: dict[str, str]
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        ref, _, settings = text.partition(":")
+        env = dict(item.split("=", 1) for item in settings.split(",") if item)
+        return cls(label=text, source=source_of(ref), env=env)
+
+
+def source_of(ref: str) -> Path:
+    """The tree of ``ref`` (``HEAD`` = the working tree, uncommitted changes included)."""
+    if ref == "HEAD":
+        return REPO
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    target = SOURCES / sha
+    if not target.is_dir():
+        SOURCES.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=SOURCES, prefix=".tmp-"))
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", sha, "operator", "crds"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another run extracted it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def variant_env(variant: Variant) -> dict[str, str]:
+    env = {"FLEXINFRA_DRIFT_INTERVAL": str(DRIFT), **variant.env}
+    if variant.source != REPO:
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(variant.source / "operator"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
 
 
 def calls_by_kind(op: Operator) -> dict[str, float]:
@@ -103,23 +160,26 @@ def warm_up(kube: Kube, ns: str) -> None:
     kube.kubectl("-n", ns, "delete", "website", "warm-up", "--wait=true")
 
 
-def run(n: int, replicas: int, baseline: bool) -> dict:
+def run_baseline(n: int, replicas: int) -> dict:
+    """The same cloud work done directly with the SDK, as parallel as it goes."""
+    conn = cloud(sandbox_paths().clouds_yaml)
+    cleanup_leftovers(conn)
+    with ThreadPoolExecutor(max_workers=min(n, 16)) as ex:
+        cpu0 = cpu.snapshot()
+        t0 = time.monotonic()
+        made = list(ex.map(lambda i: build_site(conn, f"bl-{i}", f"10.101.{i}.0/24",
+                                                replicas), range(n)))
+        out = {"baseline_s": time.monotonic() - t0,
+               "baseline_cpu": cpu.summary(cpu.spent(cpu0, cpu.snapshot()))}
+        list(ex.map(lambda m: delete_site(conn, m), made))
+    return out
+
+
+def run(n: int, replicas: int, variant: Variant) -> dict:
     paths = sandbox_paths()
     kube = Kube(paths.kubeconfig)
-    kube.kubectl("apply", "-f", str(REPO / "crds"))
-    conn = cloud(paths.clouds_yaml)
-    out: dict = {"sites": n, "replicas": replicas}
-
-    if baseline:
-        cleanup_leftovers(conn)
-        with ThreadPoolExecutor(max_workers=min(n, 16)) as ex:
-            cpu0 = cpu.snapshot()
-            t0 = time.monotonic()
-            made = list(ex.map(lambda i: build_site(conn, f"bl-{i}", f"10.101.{i}.0/24",
-                                                    replicas), range(n)))
-            out["baseline_s"] = time.monotonic() - t0
-            out["baseline_cpu"] = cpu.summary(cpu.spent(cpu0, cpu.snapshot()))
-            list(ex.map(lambda m: delete_site(conn, m), made))
+    kube.kubectl("apply", "-f", str(variant.source / "crds"))
+    out: dict = {"operator": variant.label, "sites": n, "replicas": replicas}
 
     ns = unique("bench")
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
@@ -130,7 +190,7 @@ def run(n: int, replicas: int, baseline: bool) -> dict:
                          "userData": "#!/bin/sh\ncd /tmp && exec python3 -m http.server 80\n"}})
     log_dir = Path(f"/tmp/flexinfra-bench-{ns}")
     log_dir.mkdir(exist_ok=True)
-    op = Operator(paths.kubeconfig, ns, log_dir, env={"FLEXINFRA_DRIFT_INTERVAL": str(DRIFT)})
+    op = Operator(paths.kubeconfig, ns, log_dir, env=variant_env(variant))
     op.start()
     try:
         warm_up(kube, ns)
@@ -151,8 +211,6 @@ def run(n: int, replicas: int, baseline: bool) -> dict:
         out["create_calls"] = calls(op) - c0
         out["create_calls_top"] = top_calls(kinds0, calls_by_kind(op))
         out["create_phases"] = phases(op)
-        if "baseline_s" in out:
-            out["ratio"] = out["operator_s"] / out["baseline_s"]
 
         time.sleep(DRIFT / 2)  # let the first drift round pass
         versions = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in
@@ -176,6 +234,8 @@ def run(n: int, replicas: int, baseline: bool) -> dict:
     finally:
         op.stop()
         kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        if variant.source != REPO:  # leave the cluster with this tree's CRDs
+            kube.kubectl("apply", "-f", str(REPO / "crds"))
     return out
 
 
@@ -184,13 +244,28 @@ def main() -> int:
     p.add_argument("--sites", default="1,10,50")
     p.add_argument("--replicas", type=int, default=1)
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--compare", action="append", default=[], metavar="REF[:VAR=VALUE,...]",
+                   help="also measure this commit's operator, in the same run (repeatable)")
     args = p.parse_args()
+    variants = [Variant.parse(text) for text in args.compare] or [Variant("HEAD", REPO, {})]
     rows = []
     for n in [int(x) for x in args.sites.split(",")]:
-        row = run(n, args.replicas, baseline=not args.no_baseline)
-        rows.append(row)
-        print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in row.items()), flush=True)
+        base = {} if args.no_baseline else run_baseline(n, args.replicas)
+        for variant in variants:
+            row = {**run(n, args.replicas, variant), **base}
+            if base:
+                row["ratio"] = row["operator_s"] / base["baseline_s"]
+            rows.append(row)
+            print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in row.items()), flush=True)
+    if len(variants) > 1:
+        print("\nsame run, same baseline:")
+        print(f"{'operator':<40} {'sites':>5} {'ratio':>6} {'create':>7} {'idle':>6} "
+              f"{'delete s':>8} {'delete calls':>12}")
+        for row in rows:
+            print(f"{row['operator']:<40} {row['sites']:>5} {row.get('ratio', float('nan')):>6.2f} "
+                  f"{row['create_calls']:>7.0f} {row['idle_calls_per_period']:>6.1f} "
+                  f"{row['delete_s']:>8.1f} {row['delete_calls']:>12.0f}")
     return 0
 
 
