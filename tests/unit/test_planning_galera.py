@@ -10,9 +10,11 @@ from pydantic import ValidationError
 from flexinfra.api.galera import GaleraClusterSpec
 from flexinfra.core.kinds import Kind, Verb
 from flexinfra.core.objects import CloudObject
+from flexinfra.core.plan import Plan
 from flexinfra.core.tags import Owner
 from flexinfra.galera.credentials import ClusterCredentials
 from flexinfra.kinds.galera import GALERA, Secrets, template_hash
+from flexinfra.kinds.site_database import cluster_network
 from flexinfra.planning.galera import (
     HEALTH_PORT,
     GaleraIntent,
@@ -22,6 +24,7 @@ from flexinfra.planning.galera import (
     volumes_intact,
 )
 from flexinfra.planning.security_group import GroupRuleKey, RuleKey, observed_rule_key
+from flexinfra.reconcile.executor import Execution
 
 OWNER = Owner("uid-1", "ns", "db", "GaleraCluster")
 P = OWNER.prefix
@@ -271,3 +274,16 @@ def test_a_rolling_replacement_waits_until_every_node_is_synced(creds):
     plan = plan_galera(i, o)
     assert not actions(plan, "delete")
     assert any("once every node is Synced" in w for w in plan.waiting)
+
+
+@pytest.mark.parametrize("network, expected", [
+    ({"cidr": "10.70.1.0/24"}, f"{P}-net"),
+    ({"existingNetwork": "shared-db-net"}, "shared-db-net"),
+])
+def test_the_status_names_the_network_a_site_joins_to_reach_the_writer(creds, network, expected):
+    """status.network is the name a WebSite with spec.database puts in existingNetwork, and
+    the one the site's check compares it with."""
+    full = GALERA.intent(OWNER, spec(network=network), secrets=Secrets(creds, "r" * 20, "p" * 20))
+    status = GALERA.status(full, built(full.cloud), Plan(), Execution())
+    assert status.resources["network"] == expected
+    assert cluster_network(OWNER.namespace, OWNER.name, {"network": network}) == expected

@@ -232,6 +232,9 @@ class GaleraClusterStatus(StatusModel):
     endpoint: str | None = Field(default=None, description="Writer endpoint (VIP:port).")
     public_endpoint: str | None = None
     read_endpoint: str | None = None
+    network: str | None = Field(
+        default=None, description="Name of the network the nodes are on. A WebSite with "
+        "spec.database on this cluster joins it: network.existingNetwork: <this name>.")
     bootstrapped: bool | None = Field(
         default=None, description="The cluster has been bootstrapped once: empty datadirs "
         "everywhere are then a loss, never a new cluster.")

@@ -92,6 +92,7 @@ KINDS: tuple[Kind, ...] = (
             Column("Writer", ".status.writer"),
             Column("Endpoint", ".status.endpoint"),
             Column("Recovery", ".status.recovery.phase", priority=1),
+            Column("Network", ".status.network", priority=1),
             AGE,
         ),
     ),

@@ -130,7 +130,7 @@ def galera_status(body: kopf.Body, outcome: Outcome, conditions: list[Condition]
     status = GaleraClusterStatus.model_validate({
         **{k: v for k, v in old.items() if k in (
             "clusterSize", "clusterStatus", "writer", "bootstrapped", "recovery",
-            "endpoint", "publicEndpoint", "readEndpoint")},
+            "endpoint", "publicEndpoint", "readEndpoint", "network")},
         "nodes": nodes,
     })
     status.observed_generation = body.metadata.get("generation")
@@ -139,6 +139,7 @@ def galera_status(body: kopf.Body, outcome: Outcome, conditions: list[Condition]
         status.endpoint = res.get("endpoint")
         status.public_endpoint = res.get("publicEndpoint")
         status.read_endpoint = res.get("readEndpoint")
+        status.network = res.get("network")
     return status.to_k8s()
 
 

@@ -223,7 +223,8 @@ class GaleraKind(CloudKind[ClusterIntent, ObservedGalera]):
         return KindStatus(
             resources={"nodes": cloud_nodes(intent, observed),
                        "endpoint": ends["endpoint"], "publicEndpoint": ends["public"],
-                       "readEndpoint": ends["read"]},
+                       "readEndpoint": ends["read"],
+                       "network": intent.cloud.network.attached_network_name},
             url=ends["endpoint"], ready_replicas=None,
             ready_message=f"{intent.cloud.replicas} nodes built",
         )

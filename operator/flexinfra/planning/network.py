@@ -28,6 +28,11 @@ class NetworkIntent:
         return f"{self.prefix}-net"
 
     @property
+    def attached_network_name(self) -> str:
+        """The network the owner's servers are on: the one named in the spec, else its own."""
+        return self.existing_network or self.network_name
+
+    @property
     def subnet_name(self) -> str:
         return f"{self.prefix}-subnet"
 
