@@ -23,6 +23,10 @@ Restart policy (the only thing the agent does on its own):
   bootstrap node is the operator's decision, never the agent's;
 * the agent never bootstraps by itself, and refuses a bootstrap or ``pc.bootstrap`` it is told
   to do while any peer reports Primary.
+
+Why one module of ~510 lines: the operations and the restart policy share one lock and one
+desired state, and every guard reads both; split, each half would reach into the other's
+state. Running mariadbd itself (spawn, adopt, exit, stop) is already apart, in ``process.py``.
 """
 
 from __future__ import annotations
