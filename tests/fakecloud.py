@@ -8,6 +8,10 @@ run in parallel give the same cloud every time.
 
 Every call is logged (``calls``) as ``proxy.method key=value ...``: the golden tests compare
 what the operator asked of the cloud, and the unit tests count calls.
+
+One module of ~630 lines on purpose: the four services' fakes share one tenant state (a
+server's delete detaches its volumes and frees its ports, a load balancer's delete cascades),
+and the call log must see them in one order.
 """
 
 from __future__ import annotations
